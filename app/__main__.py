@@ -1,0 +1,189 @@
+"""Command-line interface: `python -m app --help`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated, TypeVar
+
+import typer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import get_settings
+from app.core.db import create_engine, create_sessionmaker
+from app.users.models import Role
+
+cli = typer.Typer(help="Newsroom API administration.", no_args_is_help=True, add_completion=False)
+
+T = TypeVar("T")
+
+
+def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one session and commit it; roll back everything if it fails."""
+
+    async def main() -> T:
+        engine = create_engine(get_settings())
+        try:
+            async with create_sessionmaker(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+@cli.command()
+def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the database migrations (alembic upgrade)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from app.core.config import PROJECT_ROOT
+
+    command.upgrade(Config(str(PROJECT_ROOT / "alembic.ini")), revision)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
+    workers: Annotated[int, typer.Option(envvar="WORKERS", min=1, max=64)] = 1,
+    migrate_first: Annotated[
+        bool, typer.Option("--migrate/--no-migrate", help="Apply migrations before serving.")
+    ] = True,
+) -> None:
+    """Serve the API with uvicorn (the container's start command)."""
+    import uvicorn
+
+    if migrate_first:
+        migrate()
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@cli.command("create-user")
+def create_user(
+    username: Annotated[str, typer.Option(help="Login name.")],
+    password: Annotated[str, typer.Option(help="At least 10 characters.")],
+    role: Annotated[Role, typer.Option(help="The user's role.")] = Role.author,
+    display_name: Annotated[str | None, typer.Option(help="Byline name.")] = None,
+) -> None:
+    """Create a user with the given role."""
+    from pydantic import ValidationError
+
+    from app.core.errors import DomainError
+    from app.users import service as users
+    from app.users.schemas import UserCreate
+
+    try:
+        data = UserCreate(
+            username=username,
+            password=password,
+            role=role,
+            display_name=display_name,
+        )
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
+        raise _fail(f"invalid {fields}") from None
+    try:
+        user = _run(lambda s: users.create(s, data))
+    except DomainError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"created {user.role} {user.username} (id {user.id})")
+
+
+@cli.command("create-admin")
+def create_admin(
+    username: Annotated[str, typer.Option(help="Login name.")],
+    password: Annotated[str, typer.Option(help="At least 10 characters.")],
+) -> None:
+    """Create an admin user."""
+    create_user(username=username, password=password, role=Role.admin, display_name=None)
+
+
+@cli.command("create-token")
+def create_token(
+    username: Annotated[str, typer.Option(help="Owner of the token.")],
+    scope: Annotated[
+        list[str] | None, typer.Option(help="Narrow to this scope; repeat for more.")
+    ] = None,
+    expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650)] = None,
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
+) -> None:
+    """Create an API token and print it, alone, on stdout (it is never shown again)."""
+    from app.auth import service as auth
+    from app.core.errors import DomainError
+    from app.core.security import SCOPES
+    from app.users import service as users
+
+    unknown = sorted(set(scope or []) - set(SCOPES))
+    if unknown:
+        raise _fail(f"unknown scope {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+
+    async def work(session: AsyncSession) -> str:
+        user = await users.by_username(session, username)
+        if user is None or not user.is_active:
+            raise _fail(f"no active user {username!r}")
+        lifetime = timedelta(days=expires_in_days) if expires_in_days else None
+        _, raw = await auth.issue(
+            session, user, kind="api", name=name, scopes=scope or None, lifetime=lifetime
+        )
+        return raw
+
+    try:
+        typer.echo(_run(work))
+    except DomainError as exc:
+        raise _fail(str(exc)) from None
+
+
+@cli.command("revoke-token")
+def revoke_token(
+    token: Annotated[str, typer.Argument(help="The token itself, or its numeric id.")],
+) -> None:
+    """Revoke an API token; it stops working on its next request."""
+    from app.auth import service as auth
+    from app.core.errors import NotFound
+
+    async def work(session: AsyncSession) -> int:
+        found = await (
+            auth.get(session, int(token)) if token.isdigit() else auth.by_secret(session, token)
+        )
+        await auth.revoke(session, found)
+        return found.id
+
+    try:
+        token_id = _run(work)
+    except NotFound:
+        raise _fail("no such token") from None
+    typer.echo(f"revoked token {token_id}")
+
+
+@cli.command("seed-demo")
+def seed_demo() -> None:
+    """Load the demo data once (does nothing if it is already there)."""
+    from app.demo import load_demo
+
+    if get_settings().environment == "production":
+        raise _fail("refusing to load demo data with ENVIRONMENT=production")
+    typer.echo(_run(load_demo))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.auth import service
+from app.auth.models import ApiToken
+from app.auth.schemas import AccessToken, ApiTokenCreate, ApiTokenCreated, ApiTokenPublic
+from app.core.db import SessionDep
+from app.core.errors import NotFound, TooManyRequests, Unauthorized
+from app.core.net import client_ip
+from app.core.openapi import responses
+from app.core.pagination import Page, PageParams, page_params, set_page_headers
+from app.core.security import CurrentPrincipal, Principal, current_principal, effective_scopes
+from app.users import service as users
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+TokensPrincipal = Annotated[Principal, Security(current_principal, scopes=["tokens:write"])]
+
+
+@router.post(
+    "/auth/token",
+    response_model=AccessToken,
+    responses=responses(401, 422, 429),
+    summary="Log in",
+)
+async def login(
+    request: Request,
+    session: SessionDep,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+) -> AccessToken:
+    """Exchange a username and password for a short-lived bearer token (OAuth2 password
+    flow, so the Authorize button of `/docs` works). `scope` may narrow the token.
+
+    A wrong password, an unknown user and a deactivated account get the same answer.
+    Failed attempts are rate limited per client address and user name."""
+    settings = request.app.state.settings
+    limiter = request.app.state.ratelimiter
+    ip = client_ip(request)
+    keys = [
+        (settings.login_rate_limit, ("login", ip, form.username.lower())),
+        (settings.login_rate_limit_ip, ("login", ip)),
+    ]
+    for rule, key in keys:
+        verdict = await limiter.check(rule, *key)
+        if not verdict.allowed:
+            raise TooManyRequests(
+                "Too many failed logins; wait before trying again.",
+                retry_after=verdict.reset_after,
+            )
+    user = await service.login(session, form.username, form.password)
+    if user is None:
+        for rule, key in keys:
+            await limiter.hit(rule, *key)
+        raise Unauthorized("Wrong username or password.")
+    requested = form.scopes or None
+    lifetime = timedelta(minutes=settings.access_token_minutes)
+    token, raw = await service.issue(
+        session, user, kind="session", name="login", scopes=requested, lifetime=lifetime
+    )
+    await session.commit()
+    scopes = effective_scopes(user.role, token.scopes)
+    return AccessToken(
+        access_token=raw,
+        expires_in=int(lifetime.total_seconds()),
+        scope=" ".join(sorted(scopes)),
+    )
+
+
+@router.post(
+    "/auth/logout",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401),
+    summary="Revoke the token used for this request",
+)
+async def logout(session: SessionDep, principal: CurrentPrincipal) -> Response:
+    token = await service.get(session, principal.token.id)
+    await service.revoke(session, token)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _owner_filter(principal: Principal, user_id: int | None) -> int | None:
+    if principal.can("users:manage"):
+        return user_id
+    return principal.user.id
+
+
+@router.get(
+    "/tokens",
+    response_model=Page[ApiTokenPublic],
+    responses=responses(401, 403, 422),
+    summary="List API tokens",
+)
+async def list_tokens(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: TokensPrincipal,
+    params: Annotated[PageParams, Depends(page_params)],
+    user_id: Annotated[int | None, Query(description="Admins: one user's tokens.")] = None,
+) -> Page[ApiTokenPublic]:
+    """Your own API tokens; admins see everyone's. Secrets are never shown again."""
+    rows, total = await service.list_tokens(
+        session,
+        user_id=_owner_filter(principal, user_id),
+        offset=params.offset,
+        limit=params.per_page,
+    )
+    pages = set_page_headers(request, response, total=total, params=params)
+    return Page[ApiTokenPublic](
+        items=[ApiTokenPublic.model_validate(t) for t in rows],
+        total=total,
+        page=params.page,
+        per_page=params.per_page,
+        pages=pages,
+    )
+
+
+@router.post(
+    "/tokens",
+    response_model=ApiTokenCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(401, 403, 404, 422),
+    summary="Create an API token",
+)
+async def create_token(
+    session: SessionDep, principal: TokensPrincipal, data: ApiTokenCreate, response: Response
+) -> ApiTokenCreated:
+    """A long-lived token for a script or app. The secret is in this response only.
+
+    `scopes` can only narrow what the owner's role (and the calling token) allows."""
+    owner = principal.user
+    if data.user_id is not None and data.user_id != owner.id:
+        if not principal.can("users:manage"):
+            raise NotFound(f"No user with id {data.user_id}.")
+        owner = await users.get(session, data.user_id)
+    lifetime = timedelta(days=data.expires_in_days) if data.expires_in_days else None
+    token, raw = await service.issue(
+        session,
+        owner,
+        kind="api",
+        name=data.name,
+        scopes=data.scopes,
+        lifetime=lifetime,
+        allowed=principal.scopes,
+    )
+    await session.commit()
+    response.headers["Location"] = f"/api/v1/tokens/{token.id}"
+    public = ApiTokenPublic.model_validate(token)
+    return ApiTokenCreated(**public.model_dump(), token=raw)
+
+
+async def _visible_token(session: SessionDep, principal: Principal, token_id: int) -> ApiToken:
+    token = await service.get(session, token_id)
+    if token.user_id != principal.user.id and not principal.can("users:manage"):
+        raise NotFound(f"No token with id {token_id}.")
+    return token
+
+
+@router.get(
+    "/tokens/{token_id}",
+    response_model=ApiTokenPublic,
+    responses=responses(401, 403, 404),
+    summary="Read an API token",
+)
+async def read_token(
+    session: SessionDep, principal: TokensPrincipal, token_id: int
+) -> ApiTokenPublic:
+    return ApiTokenPublic.model_validate(await _visible_token(session, principal, token_id))
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401, 403, 404),
+    summary="Revoke an API token",
+)
+async def revoke_token(session: SessionDep, principal: TokensPrincipal, token_id: int) -> Response:
+    """Revocation takes effect on the next request that uses the token."""
+    token = await _visible_token(session, principal, token_id)
+    await service.revoke(session, token)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

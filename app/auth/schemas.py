@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.security import SCOPES, Scope
+
+
+class AccessToken(BaseModel):
+    """OAuth2 token response (RFC 6749 §5.1)."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int = Field(description="Seconds until the token expires.")
+    scope: str = Field(description="Space-separated scopes the token carries.")
+
+
+class ApiTokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=100, description="What the token is for.")
+    scopes: Annotated[list[Scope], Field(max_length=len(SCOPES))] | None = Field(
+        None,
+        description="Narrow the token to these scopes; absent means all that the owner's "
+        "role allows. Scopes the role does not allow are refused.",
+    )
+    expires_in_days: int | None = Field(
+        None, ge=1, le=3650, description="Absent means the token does not expire."
+    )
+    user_id: int | None = Field(None, description="Admins only: create the token for this user.")
+
+
+class ApiTokenPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    user_id: int
+    kind: Literal["api", "session"]
+    name: str
+    prefix: str = Field(description="First characters of the token, to recognise it by.")
+    scopes: list[str] | None = Field(description="null: everything the owner's role allows.")
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiTokenCreated(ApiTokenPublic):
+    token: str = Field(description="The secret. Shown this once; only a digest is stored.")

@@ -1,0 +1,267 @@
+"""One error shape everywhere: RFC 9457 `application/problem+json`.
+
+Services raise `DomainError` subclasses; the handlers here are the only place that turns
+errors into HTTP responses, so no stack trace, SQL or private value reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("app.errors")
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_BASE = "/problems/"
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the field at fault, e.g. `title`.")
+    location: str = Field(description="`body`, `query`, `path`, `header` or `cookie`.")
+    message: str
+    type: str = Field(description="Machine-readable error code, e.g. `missing`.")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = Field(description="URI reference identifying the problem type.")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = Field(
+        None, description="For validation problems: every field at fault."
+    )
+
+
+def problem_response(
+    status: int,
+    *,
+    type_: str,
+    title: str | None = None,
+    detail: str | None = None,
+    instance: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": type_ if ":" in type_ or type_.startswith("/") else PROBLEM_BASE + type_,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    if instance is not None:
+        body["instance"] = instance
+    if errors is not None:
+        body["errors"] = errors
+    return Response(
+        orjson.dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
+
+
+class DomainError(Exception):
+    """An expected failure with an HTTP meaning; raised by services, rendered here."""
+
+    status: ClassVar[int] = 400
+    type: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.field = field
+        self.headers = headers or {}
+
+    def errors(self) -> list[dict[str, Any]] | None:
+        if self.field is None:
+            return None
+        return [
+            {
+                "field": self.field,
+                "location": "body",
+                "message": self.detail or self.title,
+                "type": self.type,
+            }
+        ]
+
+
+class NotFound(DomainError):
+    status = 404
+    type = "not-found"
+    title = "Not found"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    type = "unauthorized"
+    title = "Authentication required"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(DomainError):
+    status = 403
+    type = "forbidden"
+    title = "Forbidden"
+
+
+class Conflict(DomainError):
+    status = 409
+    type = "conflict"
+    title = "Conflict"
+
+
+class PreconditionFailed(DomainError):
+    status = 412
+    type = "precondition-failed"
+    title = "Precondition failed"
+
+
+class InvalidInput(DomainError):
+    status = 422
+    type = "validation-error"
+    title = "Invalid input"
+
+
+class TooManyRequests(DomainError):
+    status = 429
+    type = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class ServiceUnavailable(DomainError):
+    status = 503
+    type = "service-unavailable"
+    title = "Service unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+def _field_path(loc: tuple[Any, ...]) -> tuple[str, str]:
+    location = str(loc[0]) if loc else "body"
+    rest = [str(part) for part in loc[1:]]
+    return location, ".".join(rest) or location
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for error in exc.errors():
+        location, field = _field_path(tuple(error.get("loc", ())))
+        # The offending input is deliberately left out: it may be an email or a password.
+        errors.append(
+            {
+                "field": field,
+                "location": location,
+                "message": str(error.get("msg", "invalid")),
+                "type": str(error.get("type", "invalid")),
+            }
+        )
+    return errors
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return problem_response(
+        exc.status,
+        type_=exc.type,
+        title=exc.title,
+        detail=exc.detail,
+        errors=exc.errors(),
+        headers=exc.headers,
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = _validation_errors(exc)
+    fields = ", ".join(sorted({e["field"] for e in errors}))
+    return problem_response(
+        422,
+        type_="validation-error",
+        title="Invalid input",
+        detail=f"Check these fields: {fields}." if fields else None,
+        errors=errors,
+    )
+
+
+_HTTP_TYPES = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    status = exc.status_code
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    if status == 404 and detail == "Not Found":
+        detail = f"No resource at {request.url.path}."
+    elif status == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}."
+    return problem_response(
+        status,
+        type_=_HTTP_TYPES.get(status, "about:blank"),
+        detail=detail,
+        headers=headers,
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    # Logged without the statement or parameters: they can carry readers' data.
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return problem_response(
+        503,
+        type_="service-unavailable",
+        title="Service unavailable",
+        detail="The database cannot be reached; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return problem_response(
+        500,
+        type_="internal-error",
+        detail="An unexpected error occurred; it has been logged.",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
+    app.add_exception_handler(TimeoutError, _database_unavailable)
+    app.add_exception_handler(DBAPIError, _dbapi_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _dbapi_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated:
+        return await _database_unavailable(request, exc)
+    return await _unexpected(request, exc)

@@ -1,0 +1,75 @@
+"""The page envelope every list returns, and its `Link` / `X-Total-Count` headers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Generic, TypeVar
+
+from fastapi import Query, Request, Response
+from pydantic import BaseModel, Field
+
+MAX_PER_PAGE = 100
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int = Field(description="Items matching the query, on all pages.")
+    page: int | None = Field(description="This page's number; null when walking by cursor.")
+    per_page: int
+    pages: int = Field(description="Number of pages at this `per_page`.")
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` to get the next items; null on the last page."
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PageParams:
+    page: int
+    per_page: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+
+def page_params(
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
+    per_page: Annotated[
+        int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page (1–100).")
+    ] = 10,
+) -> PageParams:
+    return PageParams(page=page, per_page=per_page)
+
+
+def set_page_headers(
+    request: Request,
+    response: Response,
+    *,
+    total: int,
+    params: PageParams,
+    next_cursor: str | None = None,
+) -> int:
+    """Put RFC 8288 links (first, prev, next, last) and the total on the response.
+
+    Returns the number of pages."""
+    pages = max(1, -(-total // params.per_page))
+    links = []
+
+    def link(rel: str, **query: str | int) -> None:
+        url = request.url.remove_query_params(["page", "cursor"]).include_query_params(**query)
+        links.append(f'<{url}>; rel="{rel}"')
+
+    link("first", page=1)
+    if params.page > 1:
+        link("prev", page=min(params.page - 1, pages))
+    if next_cursor is not None:
+        link("next", cursor=next_cursor)
+    elif params.page < pages:
+        link("next", page=params.page + 1)
+    link("last", page=pages)
+    response.headers["Link"] = ", ".join(links)
+    response.headers["X-Total-Count"] = str(total)
+    return pages

@@ -1,0 +1,173 @@
+"""Passwords, bearer tokens, roles and scopes."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer, SecurityScopes
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import contains_eager
+
+from app.auth.models import ApiToken
+from app.core.db import SessionDep, utcnow
+from app.core.errors import Forbidden, Unauthorized
+from app.users.models import Role, User
+
+
+class Scope(enum.StrEnum):
+    """What a token may do. A token's scopes only ever narrow what its owner's role allows."""
+
+    articles_read = "articles:read"
+    articles_write = "articles:write"
+    categories_write = "categories:write"
+    comments_moderate = "comments:moderate"
+    tokens_write = "tokens:write"
+    users_manage = "users:manage"
+
+
+SCOPES: dict[str, str] = {
+    Scope.articles_read: "Read drafts and scheduled articles (an author's own; all for editors).",
+    Scope.articles_write: "Create and edit articles (an author's own; all for editors).",
+    Scope.categories_write: "Create, change and delete categories and tags.",
+    Scope.comments_moderate: "Read the moderation queue and moderate comments.",
+    Scope.tokens_write: "Create and revoke API tokens (one's own; anyone's for admins).",
+    Scope.users_manage: "Create users, change roles, deactivate accounts.",
+}
+
+ROLE_SCOPES: dict[Role, frozenset[str]] = {
+    Role.author: frozenset({"articles:read", "articles:write", "tokens:write"}),
+    Role.editor: frozenset(
+        {"articles:read", "articles:write", "categories:write", "comments:moderate", "tokens:write"}
+    ),
+    Role.admin: frozenset(SCOPES),
+}
+
+API_TOKEN_PREFIX = "nws_"  # noqa: S105 - a public marker, not a secret
+SESSION_TOKEN_PREFIX = "nwss_"  # noqa: S105
+TOKEN_DISPLAY_CHARS = 12
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+password_hash = PasswordHash((Argon2Hasher(),))
+# Verified when a login names an unknown user, so both paths cost one argon2 check.
+_DUMMY_HASH = password_hash.hash(secrets.token_urlsafe(16))
+
+
+def hash_password(password: str) -> str:
+    return password_hash.hash(password)
+
+
+def verify_password(password: str, hashed: str | None) -> bool:
+    if hashed is None:
+        password_hash.verify(password, _DUMMY_HASH)
+        return False
+    return password_hash.verify(password, hashed)
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a fast digest is safe; a slow KDF would only cost latency.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token(kind: str) -> tuple[str, str]:
+    """Return (the token to show once, the digest to store)."""
+    prefix = SESSION_TOKEN_PREFIX if kind == "session" else API_TOKEN_PREFIX
+    token = prefix + secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def effective_scopes(role: Role, requested: list[str] | None) -> frozenset[str]:
+    allowed = ROLE_SCOPES[role]
+    return allowed if requested is None else allowed & frozenset(requested)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user: User
+    token: ApiToken
+    scopes: frozenset[str]
+
+    @property
+    def role(self) -> Role:
+        return self.user.role
+
+    def can(self, scope: str) -> bool:
+        return scope in self.scopes
+
+    @property
+    def sees_all_articles(self) -> bool:
+        return self.user.role in (Role.editor, Role.admin)
+
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
+
+
+async def _touch_token(
+    sessionmaker: async_sessionmaker[AsyncSession], token_id: int, now: datetime
+) -> None:
+    async with sessionmaker() as session:
+        await session.execute(
+            update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
+        )
+        await session.commit()
+
+
+async def authenticate(request: Request, session: AsyncSession, raw: str) -> Principal:
+    digest = hash_token(raw)
+    row = await session.execute(
+        select(ApiToken)
+        .join(ApiToken.user)
+        .options(contains_eager(ApiToken.user))
+        .where(ApiToken.token_hash == digest)
+    )
+    token = row.scalar_one_or_none()
+    now = utcnow()
+    if (
+        token is None
+        or not hmac.compare_digest(token.token_hash, digest)
+        or token.revoked_at is not None
+        or (token.expires_at is not None and token.expires_at <= now)
+        or not token.user.is_active
+    ):
+        raise Unauthorized("The token is missing, invalid, expired or revoked.")
+    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
+        await _touch_token(request.app.state.sessionmaker, token.id, now)
+    return Principal(
+        user=token.user, token=token, scopes=effective_scopes(token.user.role, token.scopes)
+    )
+
+
+async def optional_principal(
+    request: Request,
+    session: SessionDep,
+    raw: Annotated[str | None, Depends(oauth2_scheme)],
+) -> Principal | None:
+    """The caller if a token is sent; anonymous otherwise. A bad token is still a 401."""
+    if raw is None:
+        return None
+    return await authenticate(request, session, raw)
+
+
+async def current_principal(
+    security_scopes: SecurityScopes,
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise Unauthorized("This endpoint needs a bearer token.")
+    missing = [s for s in security_scopes.scopes if s not in principal.scopes]
+    if missing:
+        raise Forbidden(f"This token lacks the scope {', '.join(missing)}.")
+    return principal
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

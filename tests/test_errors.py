@@ -1,0 +1,148 @@
+"""One error shape everywhere, request ids, security headers and CORS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.users.models import Role
+from tests.factories import bearer, make_token, make_user
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert {"type", "title", "status"} <= body.keys()
+    assert body["status"] == status
+    text = response.text.lower()
+    assert "traceback" not in text
+    assert "select " not in text
+    return body
+
+
+class TestProblemDetails:
+    async def test_malformed_json_body_names_the_problem(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        admin = await make_user(session, role=Role.admin)
+        token = await make_token(session, admin)
+        response = await client.post(
+            "/api/v1/users",
+            content=b'{"username": "x", ',
+            headers={**bearer(token), "Content-Type": "application/json"},
+        )
+        body = assert_problem(response, 422)
+        assert body["errors"][0]["location"] == "body"
+
+    async def test_invalid_fields_are_each_listed(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        admin = await make_user(session, role=Role.admin)
+        token = await make_token(session, admin)
+        response = await client.post(
+            "/api/v1/users",
+            json={"username": "a", "password": "sEcr3t", "role": "king"},
+            headers=bearer(token),
+        )
+        body = assert_problem(response, 422)
+        assert {e["field"] for e in body["errors"]} == {"username", "password", "role"}
+        assert "sEcr3t" not in response.text, "submitted values are never echoed"
+
+    async def test_unknown_route_is_a_problem(self, client: httpx.AsyncClient) -> None:
+        body = assert_problem(await client.get("/api/v1/no-such-thing"), 404)
+        assert body["type"].endswith("not-found")
+
+    async def test_wrong_method_is_a_problem(self, client: httpx.AsyncClient) -> None:
+        response = await client.delete("/healthz")
+        body = assert_problem(response, 405)
+        assert "DELETE" in body["detail"]
+        assert "GET" in response.headers["allow"]
+
+    async def test_bad_query_parameter_is_a_problem(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        admin = await make_user(session, role=Role.admin)
+        token = await make_token(session, admin)
+        response = await client.get("/api/v1/users?per_page=101", headers=bearer(token))
+        body = assert_problem(response, 422)
+        assert body["errors"][0] == {
+            "field": "per_page",
+            "location": "query",
+            "message": body["errors"][0]["message"],
+            "type": "less_than_equal",
+        }
+
+
+class TestRequestContext:
+    async def test_every_response_carries_a_request_id(self, client: httpx.AsyncClient) -> None:
+        first = await client.get("/healthz")
+        second = await client.get("/nowhere")
+        assert first.headers["x-request-id"] != second.headers["x-request-id"]
+        assert len(first.headers["x-request-id"]) >= 16
+
+    async def test_a_sane_incoming_request_id_is_kept(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/healthz", headers={"X-Request-ID": "edge-42.abc"})
+        assert response.headers["x-request-id"] == "edge-42.abc"
+        hostile = await client.get("/healthz", headers={"X-Request-ID": "a b\tc<script>"})
+        assert hostile.headers["x-request-id"] != "a b\tc<script>"
+
+    async def test_security_headers_on_every_response(self, client: httpx.AsyncClient) -> None:
+        for response in (await client.get("/healthz"), await client.get("/missing")):
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert response.headers["x-frame-options"] == "DENY"
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            assert response.headers["referrer-policy"]
+            assert "strict-transport-security" not in response.headers
+
+
+class TestCorsClosedByDefault:
+    async def test_no_origin_is_allowed_by_default(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in response.headers
+
+
+class TestCorsConfigured:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"cors_origins": ["https://reader.example"], "hsts": True}
+
+    async def test_configured_origin_may_read_the_listing_headers(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.get("/healthz", headers={"Origin": "https://reader.example"})
+        assert response.headers["access-control-allow-origin"] == "https://reader.example"
+        exposed = {
+            h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")
+        }
+        assert {
+            "link",
+            "etag",
+            "x-total-count",
+            "retry-after",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+        } <= exposed
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+
+    async def test_preflight_from_a_configured_origin(self, client: httpx.AsyncClient) -> None:
+        response = await client.options(
+            "/api/v1/users",
+            headers={
+                "Origin": "https://reader.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert response.status_code == 200
+        assert response.headers["access-control-allow-origin"] == "https://reader.example"
+
+    async def test_other_origins_stay_refused(self, client: httpx.AsyncClient) -> None:
+        response = await client.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in response.headers
