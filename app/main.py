@@ -16,6 +16,7 @@ from app.core.db import create_engine, create_sessionmaker
 from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
+from app.core.http_cache import HttpCacheMiddleware
 from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.openapi import problem_content
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )
+    app.add_middleware(HttpCacheMiddleware, public_max_age=settings.public_max_age)
     # Outermost, so even CORS preflights and errors carry the request id and headers.
     app.add_middleware(RequestContextMiddleware, hsts=settings.hsts)
 

@@ -13,6 +13,7 @@ from sqlalchemy.pool import NullPool
 
 import app.models
 from app.core.config import get_settings
+from app.core.db import managed_by_migrations_only
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -39,6 +40,7 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         render_as_batch=dialect.startswith("sqlite"),
         compare_type=True,
         compare_server_default=True,
+        include_object=managed_by_migrations_only,
     )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from app.core.db import managed_by_migrations_only
 from app.models import Base
 from tests.conftest import create_database, drop_database
 from tests.support import alembic_downgrade, alembic_upgrade
@@ -25,7 +26,12 @@ async def _schema_diff(url: str) -> tuple[list[object], set[str]]:
 
             def compare(sync_conn):  # type: ignore[no-untyped-def]
                 ctx = MigrationContext.configure(
-                    sync_conn, opts={"compare_type": True, "compare_server_default": True}
+                    sync_conn,
+                    opts={
+                        "compare_type": True,
+                        "compare_server_default": True,
+                        "include_object": managed_by_migrations_only,
+                    },
                 )
                 return compare_metadata(ctx, Base.metadata), set(
                     inspect(sync_conn).get_table_names()
@@ -52,7 +58,7 @@ class TestMigrations:
     async def test_upgrade_downgrade_upgrade_round_trip(self, fresh_url: str) -> None:
         await _run(alembic_upgrade, fresh_url)
         _, tables = await _schema_diff(fresh_url)
-        assert {"users", "api_tokens"} <= tables
+        assert {"users", "api_tokens", "articles"} <= tables
 
         await _run(alembic_downgrade, fresh_url, "base")
         _, tables = await _schema_diff(fresh_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -58,6 +59,15 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated proxy addresses whose X-Forwarded-For is believed.",
     )
+    site_timezone: str = Field(
+        "UTC", description="IANA zone of the site's clock, e.g. Asia/Kabul; used for ?date=."
+    )
+    comments_close_after_days: int = Field(
+        0, ge=0, le=36500, description="Close comments N days after publication; 0 = never."
+    )
+    public_max_age: int = Field(
+        60, ge=0, le=86400, description="Cache-Control max-age (s) of anonymous reads."
+    )
     hsts: bool = Field(False, description="Send Strict-Transport-Security (behind TLS only).")
     log_level: str = "INFO"
     site_name: str = "Newsroom"
@@ -68,6 +78,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("site_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.site_timezone)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

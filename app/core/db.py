@@ -57,6 +57,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# Search structures that are dialect-specific, so they live in the migrations only.
+_MIGRATION_ONLY_TABLES = ("articles_fts",)
+_MIGRATION_ONLY_COLUMNS = {("articles", "search_vector")}
+_MIGRATION_ONLY_INDEXES = {"ix_articles_search_vector"}
+
+
+def managed_by_migrations_only(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic `include_object` hook: False for the objects the models do not describe."""
+    if type_ == "table" and name and name.startswith(_MIGRATION_ONLY_TABLES):
+        return False
+    if type_ == "column" and (getattr(obj.table, "name", None), name) in _MIGRATION_ONLY_COLUMNS:
+        return False
+    return not (type_ == "index" and name in _MIGRATION_ONLY_INDEXES)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -83,11 +84,13 @@ class DomainError(Exception):
         detail: str | None = None,
         *,
         field: str | None = None,
+        location: str = "body",
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail or self.title)
         self.detail = detail
         self.field = field
+        self.location = location
         self.headers = headers or {}
 
     def errors(self) -> list[dict[str, Any]] | None:
@@ -96,7 +99,7 @@ class DomainError(Exception):
         return [
             {
                 "field": self.field,
-                "location": "body",
+                "location": self.location,
                 "message": self.detail or self.title,
                 "type": self.type,
             }
@@ -239,6 +242,16 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _stale(request: Request, exc: Exception) -> Response:
+    # Another writer committed first (the row's version moved under us).
+    return await _domain_error(
+        request,
+        PreconditionFailed(
+            "The resource was changed by someone else meanwhile; read it again and retry."
+        ),
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return problem_response(
@@ -257,6 +270,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ConnectionError, _database_unavailable)
     app.add_exception_handler(TimeoutError, _database_unavailable)
     app.add_exception_handler(DBAPIError, _dbapi_error)
+    app.add_exception_handler(StaleDataError, _stale)
     app.add_exception_handler(Exception, _unexpected)
 
 
