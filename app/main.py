@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
+from app.articles.router import router as articles_router
 from app.auth.router import router as auth_router
+from app.categories.router import router as categories_router
 from app.core.config import Settings, get_settings
 from app.core.db import create_engine, create_sessionmaker
 from app.core.docs import install_docs
@@ -21,6 +23,8 @@ from app.core.logging import configure_logging
 from app.core.middleware import RequestContextMiddleware
 from app.core.openapi import problem_content
 from app.core.ratelimit import RateLimiter
+from app.tags.router import router as tags_router
+from app.users.authors import router as authors_router
 from app.users.router import router as users_router
 
 # Headers a browser client must be allowed to read from cross-origin responses.
@@ -76,6 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(auth_router)
     app.include_router(users_router)
+    app.include_router(categories_router)
+    app.include_router(tags_router)
+    app.include_router(articles_router)
+    app.include_router(authors_router)
 
     app.add_middleware(
         CORSMiddleware,

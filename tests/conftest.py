@@ -129,18 +129,20 @@ async def app(database_url: str, settings_overrides: dict[str, Any]) -> AsyncIte
 async def _truncate(application: FastAPI) -> None:
     engine = application.state.engine
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    async with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t}"' for t in tables)
+    if engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{t}"' for t in tables)
+        async with engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
+        return
+    async with engine.connect() as conn:
+        # Self-referencing rows (a category tree) cannot be deleted in one order otherwise.
+        await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        try:
+            for table in [*tables, "articles_fts"]:
                 await conn.execute(text(f'DELETE FROM "{table}"'))
-            has_seq = await conn.scalar(
-                text("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'")
-            )
-            if has_seq:
-                await conn.execute(text("DELETE FROM sqlite_sequence"))
+            await conn.commit()
+        finally:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 @pytest.fixture

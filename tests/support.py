@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from alembic import command
@@ -66,3 +67,18 @@ def running_server(
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
+
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert {"type", "title", "status"} <= body.keys()
+    assert body["status"] == status
+    text = response.text.lower()
+    assert "traceback" not in text
+    assert "select " not in text
+    return body

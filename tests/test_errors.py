@@ -10,20 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.users.models import Role
 from tests.factories import bearer, make_token, make_user
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert {"type", "title", "status"} <= body.keys()
-    assert body["status"] == status
-    text = response.text.lower()
-    assert "traceback" not in text
-    assert "select " not in text
-    return body
+from tests.support import assert_problem
 
 
 class TestProblemDetails:

@@ -10,8 +10,8 @@ from app.articles.models import Article, ArticleStatus
 
 # Scheduled articles are public from their `published_at` on, with no job flipping a flag:
 # visibility is decided here, at query time.
-_LIVE = (ArticleStatus.published, ArticleStatus.scheduled)
+LIVE = (ArticleStatus.published, ArticleStatus.scheduled)
 
 
 def is_public(now: datetime) -> ColumnElement[bool]:
-    return and_(Article.status.in_(_LIVE), Article.published_at <= now)
+    return and_(Article.status.in_(LIVE), Article.published_at <= now)

@@ -119,6 +119,10 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def dialect_of(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Routes that write commit explicitly before they return,
     so the client never sees a success for a change that later failed to commit."""

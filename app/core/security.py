@@ -108,6 +108,12 @@ class Principal:
         return self.user.role in (Role.editor, Role.admin)
 
 
+def acting_as(user: User) -> Principal:
+    """A principal for work done on a user's behalf outside a request (CLI, import, demo):
+    everything their role allows."""
+    return Principal(user=user, token=ApiToken(), scopes=ROLE_SCOPES[user.role])
+
+
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
 
 

@@ -3,27 +3,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
+from app.core.schemas import InputModel, WebUrl
 from app.users.models import Role
 
-
-def _http_url(value: HttpUrl) -> str:
-    return str(value)
-
-
-WebUrl = Annotated[HttpUrl, AfterValidator(_http_url)]
 Username = Annotated[str, Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 Password = Annotated[
     str, Field(min_length=10, max_length=256, description="At least 10 characters.")
 ]
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class UserCreate(_Input):
+class UserCreate(InputModel):
     username: Username
     password: Password
     role: Role = Role.author
@@ -35,7 +26,7 @@ class UserCreate(_Input):
     avatar_url: WebUrl | None = None
 
 
-class UserUpdate(_Input):
+class UserUpdate(InputModel):
     password: Password | None = None
     role: Role | None = None
     is_active: bool | None = Field(

@@ -1,0 +1,454 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, Security, status
+from starlette.responses import RedirectResponse
+
+from app.articles import service, views
+from app.articles.models import Article
+from app.articles.schemas import (
+    ArticleAdmin,
+    ArticleCreate,
+    ArticleDetail,
+    ArticleListItem,
+    ArticleReplace,
+    ArticleUpdate,
+    CorrectionCreate,
+    CorrectionOut,
+    RevisionOut,
+    RevisionSummary,
+)
+from app.core.config import Settings
+from app.core.dates import day_bounds, parse_instant
+from app.core.db import SessionDep, utcnow
+from app.core.errors import InvalidInput
+from app.core.http_cache import check_if_match, http_date
+from app.core.openapi import responses
+from app.core.pagination import Page, PageParams, page_params, set_page_headers
+from app.core.render import FieldsParam, json, parse_fields
+from app.core.security import OptionalPrincipal, Principal, current_principal
+
+router = APIRouter(prefix="/api/v1/articles", tags=["articles"])
+
+Writer = Annotated[Principal, Security(current_principal, scopes=["articles:write"])]
+IfMatch = Annotated[
+    str | None,
+    Header(description="The ETag you read; a stale one is refused with 412."),
+]
+MAX_Q = 200
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def article_query(
+    request: Request,
+    params: Annotated[PageParams, Depends(page_params)],
+    category: Annotated[
+        list[str] | None,
+        Query(
+            max_length=20,
+            description="Category slug (with its subcategories); repeat for any of several.",
+        ),
+    ] = None,
+    category_all: Annotated[
+        list[str] | None, Query(max_length=20, description="In every one of these categories.")
+    ] = None,
+    category_exclude: Annotated[
+        list[str] | None, Query(max_length=20, description="In none of these categories.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, Query(max_length=20, description="Tag slug; any of them.")
+    ] = None,
+    tag_all: Annotated[
+        list[str] | None, Query(max_length=20, description="All these tags.")
+    ] = None,
+    tag_exclude: Annotated[
+        list[str] | None, Query(max_length=20, description="None of these tags.")
+    ] = None,
+    author: Annotated[list[str] | None, Query(max_length=20, description="Author slug.")] = None,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description="Published after this date or time (site clock when no zone is given).",
+        ),
+    ] = None,
+    before: Annotated[str | None, Query(max_length=40, description="Published before.")] = None,
+    date: Annotated[
+        str | None, Query(max_length=10, description="Published on this day (site clock).")
+    ] = None,
+    number: Annotated[int | None, Query(ge=1, le=2_000_000_000)] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=MAX_Q,
+            description="Full-text search: title, kicker, excerpt and body.",
+        ),
+    ] = None,
+    order: Annotated[
+        Literal["-published_at", "published_at", "-updated_at", "title", "relevance"] | None,
+        Query(description="Default: -published_at, or relevance with q."),
+    ] = None,
+    status_: Annotated[
+        Literal["draft", "scheduled", "published", "archived", "any"] | None,
+        Query(alias="status", description="Token holders: list unpublished articles too."),
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=500, description="From `next_cursor`: keyset paging.")
+    ] = None,
+) -> service.ArticleQuery:
+    zone = _settings(request).zone
+    query = service.ArticleQuery(
+        category=category or [],
+        category_all=category_all or [],
+        category_exclude=category_exclude or [],
+        tag=tag or [],
+        tag_all=tag_all or [],
+        tag_exclude=tag_exclude or [],
+        author=author or [],
+        number=number,
+        q=q.strip() if q else None,
+        order=order,
+        status=status_,
+        offset=params.offset,
+        limit=params.per_page,
+        cursor=cursor,
+    )
+    if cursor and params.page > 1:
+        raise InvalidInput("Use either page or cursor.", field="cursor", location="query")
+    if after:
+        query.after = parse_instant(after, zone, field="after")
+    if before:
+        query.before = parse_instant(before, zone, field="before")
+    if date:
+        start, end = day_bounds(date, zone, field="date")
+        query.since = start
+        query.before = min(query.before, end) if query.before else end
+    return query
+
+
+@router.get(
+    "",
+    response_model=Page[ArticleListItem],
+    responses=responses(401, 403, 422),
+    summary="List articles",
+)
+async def list_articles(
+    request: Request,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    query: Annotated[service.ArticleQuery, Depends(article_query)],
+    params: Annotated[PageParams, Depends(page_params)],
+    fields: FieldsParam = None,
+) -> Response:
+    """Published articles whose time has come, newest first. Filters combine (AND); a
+    repeated filter means any of its values. Page with `page` + `per_page`, or walk with
+    `cursor` (from `next_cursor`, stays fast however deep). Links also go in `Link`."""
+    wanted = parse_fields(fields, ArticleListItem)
+    found = await service.list_articles(session, query, principal)
+    settings = _settings(request)
+    now = utcnow()
+    response = json(
+        Page[ArticleListItem](
+            items=[views.list_item(a, settings, now) for a in found.items],
+            total=found.total,
+            page=None if query.cursor else params.page,
+            per_page=params.per_page,
+            pages=max(1, -(-found.total // params.per_page)),
+            next_cursor=found.next_cursor,
+        ),
+        fields=wanted,
+        list_fields=True,
+    )
+    set_page_headers(
+        request, response, total=found.total, params=params, next_cursor=found.next_cursor
+    )
+    if found.items:
+        response.headers["Last-Modified"] = http_date(max(a.updated_at for a in found.items))
+    return response
+
+
+async def _render_detail(
+    request: Request,
+    session: SessionDep,
+    article: Article,
+    principal: Principal | None,
+    fields: str | None,
+    status_code: int = 200,
+) -> Response:
+    now = utcnow()
+    admin = principal is not None and principal.can("articles:read")
+    model = ArticleAdmin if admin else ArticleDetail
+    wanted = parse_fields(fields, model)
+    around = await service.neighbours(session, article, now)
+    body = views.detail(article, around, _settings(request), now, admin=admin)
+    response = json(body, fields=wanted, version=article.version, status_code=status_code)
+    response.headers["Last-Modified"] = http_date(article.updated_at)
+    return response
+
+
+async def _readable(session: SessionDep, principal: Principal | None, article_id: int) -> Article:
+    article = await service.load(session, article_id)
+    service.ensure_readable(article, principal, utcnow())
+    return article
+
+
+DETAIL_RESPONSES = responses(401, 404, 422)
+
+
+@router.get(
+    "/by-slug/{slug}",
+    response_model=ArticleDetail,
+    responses={**DETAIL_RESPONSES, 301: {"description": "A retired slug: see Location."}},
+    summary="Read an article by slug",
+)
+async def read_by_slug(
+    request: Request,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    slug: Annotated[str, Path(max_length=200)],
+    fields: FieldsParam = None,
+) -> Response:
+    """An old slug answers 301 to the article's current address."""
+    article_id, current = await service.id_by_slug(session, slug)
+    article = await _readable(session, principal, article_id)
+    if current is not None:
+        target = request.url.replace(path=f"/api/v1/articles/by-slug/{current}")
+        return RedirectResponse(str(target), status_code=status.HTTP_301_MOVED_PERMANENTLY)
+    return await _render_detail(request, session, article, principal, fields)
+
+
+@router.get(
+    "/by-number/{number}",
+    response_model=ArticleDetail,
+    responses=DETAIL_RESPONSES,
+    summary="Read an article by its public number",
+)
+async def read_by_number(
+    request: Request,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    number: int,
+    fields: FieldsParam = None,
+) -> Response:
+    article = await _readable(session, principal, await service.id_by_number(session, number))
+    return await _render_detail(request, session, article, principal, fields)
+
+
+@router.get(
+    "/{article_id}",
+    response_model=ArticleDetail,
+    responses=DETAIL_RESPONSES,
+    summary="Read an article",
+)
+async def read_article(
+    request: Request,
+    session: SessionDep,
+    principal: OptionalPrincipal,
+    article_id: int,
+    fields: FieldsParam = None,
+) -> Response:
+    """The whole article with breadcrumbs, tags, corrections and its neighbours. Token
+    holders who may read drafts get the editing view (with `version`)."""
+    article = await _readable(session, principal, article_id)
+    return await _render_detail(request, session, article, principal, fields)
+
+
+WRITE_RESPONSES = responses(401, 403, 404, 409, 412, 422)
+
+
+@router.post(
+    "",
+    response_model=ArticleAdmin,
+    status_code=status.HTTP_201_CREATED,
+    responses=responses(401, 403, 409, 422),
+    summary="Create an article",
+)
+async def create_article(
+    request: Request, session: SessionDep, principal: Writer, data: ArticleCreate
+) -> Response:
+    article = await service.create(session, data, principal)
+    await session.commit()
+    article = await service.load(session, article.id)
+    response = await _render_detail(request, session, article, principal, None, 201)
+    response.headers["Location"] = f"/api/v1/articles/{article.id}"
+    return response
+
+
+async def _writable(
+    session: SessionDep, principal: Writer, article_id: int, if_match: str | None
+) -> Article:
+    article = await service.load(session, article_id)
+    service.ensure_writable(article, principal, utcnow())
+    check_if_match(if_match, article.version)
+    return article
+
+
+async def _save(
+    request: Request, session: SessionDep, principal: Principal, article: Article
+) -> Response:
+    await session.commit()
+    article = await service.load(session, article.id)
+    return await _render_detail(request, session, article, principal, None)
+
+
+@router.put(
+    "/{article_id}",
+    response_model=ArticleAdmin,
+    responses=WRITE_RESPONSES,
+    summary="Replace an article",
+)
+async def replace_article(
+    request: Request,
+    session: SessionDep,
+    principal: Writer,
+    article_id: int,
+    data: ArticleReplace,
+    if_match: IfMatch = None,
+) -> Response:
+    article = await _writable(session, principal, article_id, if_match)
+    await service.update(session, article, service.replacement(data), principal)
+    return await _save(request, session, principal, article)
+
+
+@router.patch(
+    "/{article_id}",
+    response_model=ArticleAdmin,
+    responses=WRITE_RESPONSES,
+    summary="Change an article",
+)
+async def update_article(
+    request: Request,
+    session: SessionDep,
+    principal: Writer,
+    article_id: int,
+    data: ArticleUpdate,
+    if_match: IfMatch = None,
+) -> Response:
+    """Only the fields sent change. Send `If-Match` with the ETag you read so that a
+    colleague's change in between is not overwritten (412 if there was one)."""
+    article = await _writable(session, principal, article_id, if_match)
+    await service.update(session, article, service.partial(data), principal)
+    return await _save(request, session, principal, article)
+
+
+@router.delete(
+    "/{article_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401, 403, 404, 412),
+    summary="Delete an article",
+)
+async def delete_article(
+    session: SessionDep, principal: Writer, article_id: int, if_match: IfMatch = None
+) -> Response:
+    article = await _writable(session, principal, article_id, if_match)
+    await service.remove(session, article, principal)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{article_id}/corrections",
+    response_model=CorrectionOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=WRITE_RESPONSES,
+    summary="Add a correction or update note",
+)
+async def add_correction(
+    session: SessionDep,
+    principal: Writer,
+    article_id: int,
+    data: CorrectionCreate,
+    if_match: IfMatch = None,
+) -> CorrectionOut:
+    """A dated note shown under the article: a correction of an error, or an update."""
+    article = await _writable(session, principal, article_id, if_match)
+    correction = await service.add_correction(session, article, data, principal)
+    await session.commit()
+    return CorrectionOut.model_validate(correction)
+
+
+@router.delete(
+    "/{article_id}/corrections/{correction_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=responses(401, 403, 404, 412),
+    summary="Remove a correction note",
+)
+async def remove_correction(
+    session: SessionDep,
+    principal: Writer,
+    article_id: int,
+    correction_id: int,
+    if_match: IfMatch = None,
+) -> Response:
+    article = await _writable(session, principal, article_id, if_match)
+    await service.remove_correction(session, article, correction_id, principal)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/{article_id}/revisions",
+    response_model=Page[RevisionSummary],
+    responses=responses(401, 403, 404, 422),
+    summary="List an article's revisions",
+)
+async def list_revisions(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    principal: Writer,
+    article_id: int,
+    params: Annotated[PageParams, Depends(page_params)],
+) -> Page[RevisionSummary]:
+    """Earlier versions of the title, kicker, excerpt and body, newest first."""
+    article = await _writable(session, principal, article_id, None)
+    rows, total = await service.revisions(
+        session, article, offset=params.offset, limit=params.per_page
+    )
+    pages = set_page_headers(request, response, total=total, params=params)
+    return Page[RevisionSummary](
+        items=[RevisionSummary.model_validate(r) for r in rows],
+        total=total,
+        page=params.page,
+        per_page=params.per_page,
+        pages=pages,
+    )
+
+
+@router.get(
+    "/{article_id}/revisions/{revision_id}",
+    response_model=RevisionOut,
+    responses=responses(401, 403, 404),
+    summary="Read a revision",
+)
+async def read_revision(
+    session: SessionDep, principal: Writer, article_id: int, revision_id: int
+) -> RevisionOut:
+    article = await _writable(session, principal, article_id, None)
+    return RevisionOut.model_validate(await service.revision(session, article, revision_id))
+
+
+@router.post(
+    "/{article_id}/revisions/{revision_id}/restore",
+    response_model=ArticleAdmin,
+    responses=WRITE_RESPONSES,
+    summary="Restore a revision",
+)
+async def restore_revision(
+    request: Request,
+    session: SessionDep,
+    principal: Writer,
+    article_id: int,
+    revision_id: int,
+    if_match: IfMatch = None,
+) -> Response:
+    """The restored text becomes current; what it replaces is kept as a new revision."""
+    article = await _writable(session, principal, article_id, if_match)
+    await service.restore(session, article, revision_id, principal)
+    return await _save(request, session, principal, article)

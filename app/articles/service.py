@@ -1,0 +1,684 @@
+"""The newsroom's rules for articles: who may see and change what, slugs, numbers,
+revisions, scheduled visibility, and the public listing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Select, and_, delete, func, not_, or_, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.articles import search
+from app.articles.models import (
+    Article,
+    ArticleSlug,
+    ArticleStatus,
+    CommentStatus,
+    Correction,
+    Revision,
+    article_categories,
+    article_tags,
+)
+from app.articles.queries import LIVE, is_public
+from app.articles.schemas import ArticleCreate, ArticleUpdate, CorrectionCreate
+from app.categories import service as categories
+from app.categories.models import Category
+from app.core.config import Settings
+from app.core.db import dialect_of, utcnow
+from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from app.core.html import excerpt_of, plain_text, sanitize_article_html, word_count
+from app.core.security import Principal
+from app.core.text import slugify, unique_slug
+from app.tags import service as tags
+from app.tags.models import Tag
+from app.users.models import User
+
+MAX_SLUG = 200
+REVISED_FIELDS = ("title", "kicker", "excerpt", "body")
+LIST_OPTIONS = (
+    selectinload(Article.author),
+    selectinload(Article.category),
+    selectinload(Article.tags),
+)
+DETAIL_OPTIONS = (
+    *LIST_OPTIONS,
+    selectinload(Article.categories),
+    selectinload(Article.corrections),
+)
+
+
+# --- visibility and permissions --------------------------------------------------------
+
+
+def is_live(article: Article, now: datetime) -> bool:
+    return (
+        article.status in LIVE and article.published_at is not None and article.published_at <= now
+    )
+
+
+def public_status(article: Article, now: datetime) -> ArticleStatus:
+    """What readers are told: a scheduled article whose time has come is published."""
+    if article.status == ArticleStatus.scheduled and is_live(article, now):
+        return ArticleStatus.published
+    return article.status
+
+
+def _reads_unpublished(principal: Principal | None, article: Article) -> bool:
+    return (
+        principal is not None
+        and principal.can("articles:read")
+        and (principal.sees_all_articles or article.author_id == principal.user.id)
+    )
+
+
+def _hidden(article_id: int | str) -> NotFound:
+    return NotFound(f"No article {article_id}.")
+
+
+def ensure_readable(article: Article, principal: Principal | None, now: datetime) -> None:
+    if not (is_live(article, now) or _reads_unpublished(principal, article)):
+        raise _hidden(article.id)
+
+
+def ensure_writable(article: Article, principal: Principal, now: datetime) -> None:
+    """Authors change only their own articles; editors and admins change all. Someone
+    else's unpublished article is not even acknowledged to exist."""
+    if principal.sees_all_articles or article.author_id == principal.user.id:
+        return
+    if is_live(article, now):
+        raise Forbidden("Authors may change only their own articles.")
+    raise _hidden(article.id)
+
+
+# --- reading one -----------------------------------------------------------------------
+
+
+async def load(session: AsyncSession, article_id: int, *, detail: bool = True) -> Article:
+    article = await session.scalar(
+        select(Article)
+        .where(Article.id == article_id)
+        .options(*(DETAIL_OPTIONS if detail else LIST_OPTIONS))
+        .execution_options(populate_existing=True)
+    )
+    if article is None:
+        raise _hidden(article_id)
+    return article
+
+
+async def id_by_slug(session: AsyncSession, slug: str) -> tuple[int, str | None]:
+    """(article id, the current slug if `slug` is a retired one)."""
+    found = await session.scalar(select(Article.id).where(Article.slug == slug))
+    if found is not None:
+        return found, None
+    row = (
+        await session.execute(
+            select(Article.id, Article.slug)
+            .join(ArticleSlug, ArticleSlug.article_id == Article.id)
+            .where(ArticleSlug.slug == slug)
+        )
+    ).first()
+    if row is None:
+        raise _hidden(slug)
+    return row[0], row[1]
+
+
+async def id_by_number(session: AsyncSession, number: int) -> int:
+    found = await session.scalar(select(Article.id).where(Article.number == number))
+    if found is None:
+        raise _hidden(f"number {number}")
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    breadcrumbs: list[Category]
+    previous: Article | None
+    next: Article | None
+
+
+async def neighbours(session: AsyncSession, article: Article, now: datetime) -> Neighbours:
+    """Breadcrumbs and the previous / next public article in the primary category."""
+    if article.category is None or article.published_at is None:
+        crumbs = await categories.path(session, article.category) if article.category else []
+        return Neighbours(crumbs, None, None)
+    key = tuple_(Article.published_at, Article.id)
+    here = tuple_(article.published_at, article.id)
+    base = select(Article).where(Article.category_id == article.category_id, is_public(now))
+    previous = await session.scalar(
+        base.where(key < here).order_by(Article.published_at.desc(), Article.id.desc()).limit(1)
+    )
+    following = await session.scalar(
+        base.where(key > here).order_by(Article.published_at, Article.id).limit(1)
+    )
+    return Neighbours(await categories.path(session, article.category), previous, following)
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+async def _slug_taken(session: AsyncSession, slug: str, article_id: int | None) -> bool:
+    current = select(Article.id).where(Article.slug == slug)
+    retired = select(ArticleSlug.article_id).where(ArticleSlug.slug == slug)
+    if article_id is not None:
+        current = current.where(Article.id != article_id)
+        retired = retired.where(ArticleSlug.article_id != article_id)
+    return (await session.scalar(current.union_all(retired).limit(1))) is not None
+
+
+async def _set_slug(session: AsyncSession, article: Article, wanted: str | None) -> None:
+    own_id = article.id if article.id is not None else None
+    if wanted is None:
+        if article.slug:
+            return
+
+        async def taken(candidate: str) -> bool:
+            return await _slug_taken(session, candidate, own_id)
+
+        article.slug = await unique_slug(slugify(article.title, MAX_SLUG), taken, MAX_SLUG)
+        return
+    if wanted == article.slug:
+        return
+    if await _slug_taken(session, wanted, own_id):
+        raise Conflict(f"The slug {wanted!r} is already used.", field="slug")
+    if article.slug and own_id is not None:
+        # The old address keeps working: it redirects to the new one.
+        session.add(ArticleSlug(slug=article.slug, article_id=own_id))
+        await session.execute(
+            delete(ArticleSlug).where(ArticleSlug.slug == wanted, ArticleSlug.article_id == own_id)
+        )
+    article.slug = wanted
+
+
+async def _set_number(session: AsyncSession, article: Article, wanted: int | None) -> None:
+    if wanted is None:
+        if not article.number:
+            if dialect_of(session) == "postgresql":
+                # Serialise number assignment so two concurrent posts never pick the same one.
+                await session.execute(text("SELECT pg_advisory_xact_lock(5186)"))
+            highest = await session.scalar(select(func.max(Article.number)))
+            article.number = (highest or 0) + 1
+        return
+    if wanted == article.number:
+        return
+    clash = select(Article.id).where(Article.number == wanted)
+    if article.id is not None:
+        clash = clash.where(Article.id != article.id)
+    if await session.scalar(clash) is not None:
+        raise Conflict(f"Article number {wanted} is already used.", field="number")
+    article.number = wanted
+
+
+async def _set_categories(
+    session: AsyncSession, article: Article, primary: int | None, extra: list[int]
+) -> None:
+    category: Category | None = None
+    if primary is not None:
+        category = await session.get(Category, primary)
+        if category is None:
+            raise InvalidInput(f"No category with id {primary}.", field="category_id")
+    wanted = list(dict.fromkeys(([primary] if primary is not None else []) + extra))
+    article.category_id = primary
+    article.category = category
+    article.categories = await categories.get_many(session, wanted) if wanted else []
+
+
+def _normalise_schedule(article: Article, now: datetime) -> None:
+    if article.status == ArticleStatus.published:
+        if article.published_at is None:
+            article.published_at = now
+        elif article.published_at > now:
+            article.status = ArticleStatus.scheduled
+    elif article.status == ArticleStatus.scheduled:
+        if article.published_at is None:
+            raise InvalidInput(
+                "A scheduled article needs published_at, with a zone.", field="published_at"
+            )
+        if article.published_at <= now:
+            article.status = ArticleStatus.published
+
+
+async def _resolve_author(
+    session: AsyncSession, principal: Principal, author_id: int | None
+) -> int | None:
+    if author_id is None or author_id == principal.user.id:
+        return author_id
+    if not principal.sees_all_articles:
+        raise Forbidden("Only editors and admins may file an article under another author.")
+    author = await session.get(User, author_id)
+    if author is None or not author.is_active:
+        raise InvalidInput(f"No active user with id {author_id}.", field="author_id")
+    return author_id
+
+
+_PLAIN_FIELDS = (
+    "kicker",
+    "status",
+    "published_at",
+    "byline",
+    "source_name",
+    "source_url",
+    "featured_image_url",
+    "featured_image_caption",
+    "comment_status",
+    "comments_close_at",
+)
+
+
+async def _apply(
+    session: AsyncSession,
+    article: Article,
+    changes: dict[str, Any],
+    principal: Principal,
+    now: datetime,
+) -> None:
+    """Apply validated `changes` (only the keys present) and derive what follows."""
+    if article.id is not None and any(
+        k in changes and changes[k] != getattr(article, k) for k in REVISED_FIELDS
+    ):
+        session.add(
+            Revision(
+                article_id=article.id,
+                title=article.title,
+                kicker=article.kicker,
+                excerpt=article.excerpt,
+                body=article.body,
+                created_at=now,
+                changed_by_id=principal.user.id,
+            )
+        )
+    if "author_id" in changes:
+        author_id = await _resolve_author(session, principal, changes["author_id"])
+        if author_id is not None:
+            article.author_id = author_id
+    if "title" in changes:
+        article.title = changes["title"]
+    for key in _PLAIN_FIELDS:
+        if key in changes:
+            setattr(article, key, changes[key])
+    if "body" in changes:
+        article.body = sanitize_article_html(changes["body"] or "")
+    text_ = plain_text(article.body)
+    article.word_count = word_count(text_)
+    if "excerpt" in changes:
+        given = changes["excerpt"]
+        article.excerpt_given = given is not None
+        if given is not None:
+            article.excerpt = plain_text(given)
+    if not article.excerpt_given:
+        article.excerpt = excerpt_of(text_)
+    _normalise_schedule(article, now)
+    await _set_slug(session, article, changes.get("slug"))
+    await _set_number(session, article, changes.get("number"))
+    if "category_id" in changes or "category_ids" in changes:
+        primary = changes.get("category_id", article.category_id)
+        extra = changes.get("category_ids")
+        if extra is None:
+            extra = [c.id for c in article.categories if c.id != article.category_id]
+        await _set_categories(session, article, primary, extra)
+    if "tags" in changes and changes["tags"] is not None:
+        article.tags = await tags.resolve(session, changes["tags"])
+    article.updated_at = now
+
+
+async def create(session: AsyncSession, data: ArticleCreate, principal: Principal) -> Article:
+    now = utcnow()
+    article = Article(
+        author_id=principal.user.id,
+        title=data.title,
+        slug="",
+        excerpt="",
+        body="",
+        status=data.status,
+        number=None,
+        categories=[],
+        tags=[],
+        corrections=[],
+        comment_status=CommentStatus.open,
+        created_at=now,
+    )
+    await _apply(session, article, data.model_dump(), principal, now)
+    session.add(article)
+    await session.flush()
+    await search.index(session, article)
+    return article
+
+
+async def update(
+    session: AsyncSession,
+    article: Article,
+    changes: dict[str, Any],
+    principal: Principal,
+) -> Article:
+    now = utcnow()
+    ensure_writable(article, principal, now)
+    for key in ("title", "status", "body", "comment_status"):
+        if key in changes and changes[key] is None:
+            raise InvalidInput(f"{key} cannot be null.", field=key)
+    await _apply(session, article, changes, principal, now)
+    await session.flush()
+    await search.index(session, article)
+    return article
+
+
+def replacement(data: ArticleCreate) -> dict[str, Any]:
+    """PUT semantics: every field is set; absent ones return to their defaults, except
+    identity that a replace cannot sensibly reset (number, slug, author)."""
+    changes = data.model_dump()
+    for key in ("number", "slug", "author_id"):
+        if changes[key] is None:
+            del changes[key]
+    return changes
+
+
+def partial(data: ArticleUpdate) -> dict[str, Any]:
+    return data.model_dump(exclude_unset=True)
+
+
+async def remove(session: AsyncSession, article: Article, principal: Principal) -> None:
+    ensure_writable(article, principal, utcnow())
+    await search.unindex(session, article.id)
+    await session.delete(article)
+    await session.flush()
+
+
+# --- corrections and revisions ---------------------------------------------------------
+
+
+async def add_correction(
+    session: AsyncSession, article: Article, data: CorrectionCreate, principal: Principal
+) -> Correction:
+    now = utcnow()
+    ensure_writable(article, principal, now)
+    correction = Correction(
+        article_id=article.id, kind=data.kind, text=data.text, noted_at=data.noted_at or now
+    )
+    article.corrections.append(correction)
+    article.updated_at = now
+    await session.flush()
+    return correction
+
+
+async def remove_correction(
+    session: AsyncSession, article: Article, correction_id: int, principal: Principal
+) -> None:
+    ensure_writable(article, principal, utcnow())
+    found = next((c for c in article.corrections if c.id == correction_id), None)
+    if found is None:
+        raise NotFound(f"No correction {correction_id} on article {article.id}.")
+    article.corrections.remove(found)
+    article.updated_at = utcnow()
+    await session.flush()
+
+
+async def revisions(
+    session: AsyncSession, article: Article, *, offset: int, limit: int
+) -> tuple[list[Revision], int]:
+    base = select(Revision).where(Revision.article_id == article.id)
+    total = await session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    rows = await session.scalars(
+        base.options(selectinload(Revision.changed_by))
+        .order_by(Revision.created_at.desc(), Revision.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(rows), total
+
+
+async def revision(session: AsyncSession, article: Article, revision_id: int) -> Revision:
+    found = await session.scalar(
+        select(Revision)
+        .where(Revision.id == revision_id, Revision.article_id == article.id)
+        .options(selectinload(Revision.changed_by))
+    )
+    if found is None:
+        raise NotFound(f"No revision {revision_id} of article {article.id}.")
+    return found
+
+
+async def restore(
+    session: AsyncSession, article: Article, revision_id: int, principal: Principal
+) -> Article:
+    """Bring back an old version; the version it replaces becomes a revision in turn."""
+    old = await revision(session, article, revision_id)
+    changes: dict[str, Any] = {
+        "title": old.title,
+        "kicker": old.kicker,
+        "body": old.body,
+        # A derived excerpt is derived again from the restored body.
+        "excerpt": old.excerpt if article.excerpt_given else None,
+    }
+    return await update(session, article, changes, principal)
+
+
+# --- listing ---------------------------------------------------------------------------
+
+ORDERS = ("-published_at", "published_at", "-updated_at", "title", "relevance")
+STATUS_FILTERS = ("draft", "scheduled", "published", "archived", "any")
+
+
+@dataclass
+class ArticleQuery:
+    category: list[str] = field(default_factory=list)
+    category_all: list[str] = field(default_factory=list)
+    category_exclude: list[str] = field(default_factory=list)
+    tag: list[str] = field(default_factory=list)
+    tag_all: list[str] = field(default_factory=list)
+    tag_exclude: list[str] = field(default_factory=list)
+    author: list[str] = field(default_factory=list)
+    after: datetime | None = None  # exclusive
+    since: datetime | None = None  # inclusive
+    before: datetime | None = None
+    number: int | None = None
+    q: str | None = None
+    order: str | None = None
+    status: str | None = None
+    offset: int = 0
+    limit: int = 10
+    cursor: str | None = None
+
+
+def _in_categories(ids: set[int]) -> ColumnElement[bool]:
+    return Article.id.in_(
+        select(article_categories.c.article_id).where(article_categories.c.category_id.in_(ids))
+    )
+
+
+def _has_tags(slugs: list[str]) -> ColumnElement[bool]:
+    return Article.id.in_(
+        select(article_tags.c.article_id)
+        .join(Tag, Tag.id == article_tags.c.tag_id)
+        .where(Tag.slug.in_(slugs))
+    )
+
+
+async def _category_conditions(
+    session: AsyncSession, query: ArticleQuery
+) -> list[ColumnElement[bool]]:
+    wanted = {*query.category, *query.category_all, *query.category_exclude}
+    if not wanted:
+        return []
+    trees = await categories.descendant_ids(session, sorted(wanted))
+    conditions: list[ColumnElement[bool]] = []
+    if query.category:
+        ids = set().union(*(trees.get(s, set()) for s in query.category))
+        conditions.append(_in_categories(ids) if ids else Article.id.is_(None))
+    for slug in query.category_all:
+        ids = trees.get(slug, set())
+        conditions.append(_in_categories(ids) if ids else Article.id.is_(None))
+    excluded = set().union(*(trees.get(s, set()) for s in query.category_exclude))
+    if excluded:
+        conditions.append(not_(_in_categories(excluded)))
+    return conditions
+
+
+def _status_conditions(
+    query: ArticleQuery, principal: Principal | None, now: datetime
+) -> list[ColumnElement[bool]]:
+    if query.status is None:
+        return [is_public(now)]
+    if principal is None:
+        raise Unauthorized("Listing by status needs a token.")
+    if not principal.can("articles:read"):
+        raise Forbidden("Listing by status needs a token with articles:read.")
+    conditions: list[ColumnElement[bool]] = []
+    match query.status:
+        case "published":
+            conditions.append(is_public(now))
+        case "scheduled":
+            conditions.append(
+                and_(Article.status == ArticleStatus.scheduled, Article.published_at > now)
+            )
+        case "draft" | "archived":
+            conditions.append(Article.status == ArticleStatus(query.status))
+    if not principal.sees_all_articles:
+        conditions.append(or_(is_public(now), Article.author_id == principal.user.id))
+    return conditions
+
+
+def _sort_key(order: str, public_only: bool) -> tuple[Any, bool]:
+    """The keyset column for an order, and whether it runs descending."""
+    published = (
+        Article.published_at
+        if public_only
+        else func.coalesce(Article.published_at, Article.created_at)
+    )
+    match order:
+        case "-published_at":
+            return published, True
+        case "published_at":
+            return published, False
+        case "-updated_at":
+            return Article.updated_at, True
+        case _:
+            return Article.title, False
+
+
+def encode_cursor(order: str, value: Any, article_id: int) -> str:
+    raw = orjson.dumps({"o": order, "v": value, "i": article_id})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, order: str) -> tuple[Any, int]:
+    bad = InvalidInput(
+        "The cursor is not valid for this listing.", field="cursor", location="query"
+    )
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value, article_id = data["v"], int(data["i"])
+        if data["o"] != order:
+            raise bad
+        if order != "title":
+            value = datetime.fromisoformat(value)
+            if value.tzinfo is None:
+                raise bad
+    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise bad from None
+    return value, article_id
+
+
+@dataclass(frozen=True, slots=True)
+class ArticlePage:
+    items: list[Article]
+    total: int
+    next_cursor: str | None
+
+
+async def list_articles(
+    session: AsyncSession,
+    query: ArticleQuery,
+    principal: Principal | None,
+) -> ArticlePage:
+    now = utcnow()
+    order = query.order or ("relevance" if query.q else "-published_at")
+    if order == "relevance" and not query.q:
+        raise InvalidInput("order=relevance needs q.", field="order", location="query")
+    if order == "relevance" and query.cursor:
+        raise InvalidInput(
+            "Cursors walk date or title orders; use page with order=relevance.",
+            field="cursor",
+            location="query",
+        )
+
+    conditions = _status_conditions(query, principal, now)
+    conditions += await _category_conditions(session, query)
+    if query.tag:
+        conditions.append(_has_tags(query.tag))
+    conditions += [_has_tags([slug]) for slug in query.tag_all]
+    if query.tag_exclude:
+        conditions.append(not_(_has_tags(query.tag_exclude)))
+    if query.author:
+        conditions.append(Article.author_id.in_(select(User.id).where(User.slug.in_(query.author))))
+    if query.after is not None:
+        conditions.append(Article.published_at > query.after)
+    if query.since is not None:
+        conditions.append(Article.published_at >= query.since)
+    if query.before is not None:
+        conditions.append(Article.published_at < query.before)
+    if query.number is not None:
+        conditions.append(Article.number == query.number)
+
+    base: Select[Article] = select(Article).where(*conditions)
+    score: ColumnElement[float] | None = None
+    if query.q:
+        base, score = search.apply(base, query.q, dialect_of(session))
+    total = await session.scalar(select(func.count()).select_from(base.subquery())) or 0
+
+    page = base.options(*LIST_OPTIONS)
+    if order == "relevance":
+        assert score is not None
+        page = page.order_by(score.desc(), Article.published_at.desc(), Article.id.desc())
+        key = None
+    else:
+        key, descending = _sort_key(order, query.status is None)
+        if query.cursor:
+            value, after_id = _decode_cursor(query.cursor, order)
+            position = tuple_(key, Article.id)
+            mark = tuple_(value, after_id)
+            page = page.where(position < mark if descending else position > mark)
+        page = page.order_by(
+            *((key.desc(), Article.id.desc()) if descending else (key, Article.id))
+        )
+    if not query.cursor:
+        page = page.offset(query.offset)
+    rows = list((await session.scalars(page.limit(query.limit + 1))).unique())
+    more = len(rows) > query.limit
+    items = rows[: query.limit]
+    next_cursor = None
+    if more and key is not None and items:
+        last = items[-1]
+        next_cursor = encode_cursor(
+            order, _cursor_value(last, order, query.status is None), last.id
+        )
+    return ArticlePage(items, total, next_cursor)
+
+
+def _cursor_value(article: Article, order: str, public_only: bool) -> Any:
+    if order == "title":
+        return article.title
+    if order == "-updated_at":
+        return article.updated_at.isoformat()
+    moment = article.published_at if public_only or article.published_at else article.created_at
+    assert moment is not None
+    return moment.isoformat()
+
+
+def comments_close_at(article: Article, settings: Settings) -> datetime | None:
+    if article.comments_close_at is not None:
+        return article.comments_close_at
+    if settings.comments_close_after_days and article.published_at is not None:
+        return article.published_at + timedelta(days=settings.comments_close_after_days)
+    return None
+
+
+def comments_open(article: Article, settings: Settings, now: datetime) -> bool:
+    if article.comment_status != CommentStatus.open:
+        return False
+    closes = comments_close_at(article, settings)
+    return closes is None or now < closes

@@ -1,0 +1,80 @@
+"""Articles as the API shows them: list items, public detail, and the token holder's view."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.articles import service
+from app.articles.models import Article
+from app.articles.schemas import (
+    ArticleAdmin,
+    ArticleDetail,
+    ArticleLink,
+    ArticleListItem,
+    AuthorRef,
+    CategoryRef,
+    CorrectionOut,
+    TagRef,
+)
+from app.core.config import Settings
+from app.core.html import reading_minutes
+
+
+def _list_fields(article: Article, settings: Settings, now: datetime) -> dict[str, Any]:
+    return {
+        "id": article.id,
+        "number": article.number,
+        "slug": article.slug,
+        "title": article.title,
+        "kicker": article.kicker,
+        "excerpt": article.excerpt,
+        "status": service.public_status(article, now),
+        "published_at": article.published_at,
+        "updated_at": article.updated_at,
+        "author": AuthorRef.model_validate(article.author),
+        "byline": article.byline,
+        "category": CategoryRef.model_validate(article.category) if article.category else None,
+        "tags": [TagRef.model_validate(t) for t in article.tags],
+        "source_name": article.source_name,
+        "source_url": article.source_url,
+        "featured_image_url": article.featured_image_url,
+        "featured_image_caption": article.featured_image_caption,
+        "word_count": article.word_count,
+        "reading_minutes": reading_minutes(article.word_count),
+        "comment_count": article.comment_count,
+        "comment_status": article.comment_status,
+        "comments_close_at": service.comments_close_at(article, settings),
+        "comments_open": service.comments_open(article, settings, now),
+    }
+
+
+def list_item(article: Article, settings: Settings, now: datetime) -> ArticleListItem:
+    return ArticleListItem.model_construct(**_list_fields(article, settings, now))
+
+
+def detail(
+    article: Article,
+    around: service.Neighbours,
+    settings: Settings,
+    now: datetime,
+    *,
+    admin: bool,
+) -> ArticleDetail:
+    fields = _list_fields(article, settings, now) | {
+        "body": article.body,
+        "categories": [CategoryRef.model_validate(c) for c in article.categories],
+        "breadcrumbs": [CategoryRef.model_validate(c) for c in around.breadcrumbs],
+        "corrections": [CorrectionOut.model_validate(c) for c in article.corrections],
+        "previous": ArticleLink.model_validate(around.previous) if around.previous else None,
+        "next": ArticleLink.model_validate(around.next) if around.next else None,
+    }
+    if not admin:
+        return ArticleDetail.model_construct(**fields)
+    return ArticleAdmin.model_construct(
+        **fields,
+        author_id=article.author_id,
+        category_id=article.category_id,
+        created_at=article.created_at,
+        version=article.version,
+    )

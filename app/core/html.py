@@ -1,0 +1,69 @@
+"""HTML sanitising (allow-list, through nh3/ammonia) and plain-text helpers."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import nh3
+
+ARTICLE_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "caption", "cite", "code", "del", "em",
+    "figcaption", "figure", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "li",
+    "mark", "ol", "p", "pre", "q", "s", "small", "strong", "sub", "sup", "table", "tbody",
+    "td", "tfoot", "th", "thead", "time", "tr", "u", "ul",
+}  # fmt: skip
+ARTICLE_ATTRIBUTES = {
+    "a": {"href", "title", "hreflang"},
+    "abbr": {"title"},
+    "blockquote": {"cite"},
+    "img": {"src", "alt", "title", "width", "height", "loading"},
+    "q": {"cite"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "time": {"datetime"},
+    "ol": {"start", "reversed"},
+}
+URL_SCHEMES = {"http", "https", "mailto"}
+
+# Built once: reusable cleaners are much cheaper than per-call options.
+_article_cleaner = nh3.Cleaner(
+    tags=ARTICLE_TAGS,
+    attributes=ARTICLE_ATTRIBUTES,
+    url_schemes=URL_SCHEMES,
+    link_rel="noopener noreferrer",
+    clean_content_tags={"script", "style", "iframe", "object", "embed", "template", "noscript"},
+    strip_comments=True,
+)
+_text_cleaner = nh3.Cleaner(
+    tags=set(), clean_content_tags={"script", "style", "template", "noscript"}
+)
+_SPACE = re.compile(r"\s+")
+_BLOCK_END = re.compile(r"</(p|h[1-6]|li|blockquote|figcaption|td|th|pre)>|<br\s*/?>", re.I)
+WORDS_PER_MINUTE = 230
+EXCERPT_WORDS = 55
+
+
+def sanitize_article_html(raw: str) -> str:
+    """Keep structure and links; drop scripts, event handlers and `javascript:` URLs."""
+    return _article_cleaner.clean(raw)
+
+
+def plain_text(raw: str) -> str:
+    """The text a reader reads, whitespace collapsed, entities decoded."""
+    spaced = _BLOCK_END.sub(lambda m: m.group(0) + " ", raw)
+    return _SPACE.sub(" ", html.unescape(_text_cleaner.clean(spaced))).strip()
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def reading_minutes(words: int) -> int:
+    return max(1, -(-words // WORDS_PER_MINUTE)) if words else 0
+
+
+def excerpt_of(text: str, words: int = EXCERPT_WORDS) -> str:
+    """The first `words` words, with an ellipsis when cut (WordPress's default excerpt)."""
+    parts = text.split()
+    return " ".join(parts) if len(parts) <= words else " ".join(parts[:words]) + "…"
