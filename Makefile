@@ -7,10 +7,11 @@ UV := $(TOOLS)/bin/uv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+PYTEST_ARGS ?= -n 2
 WORKERS ?= 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run migrate seed test lint format fmt check-docs clean
+.PHONY: install run migrate seed test lint format fmt fuzz clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -44,5 +45,33 @@ test: install lint
 	./scripts/ensure-chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# A long fuzzing run of every operation (the suite runs FUZZ_EXAMPLES=10 per operation).
+FUZZ_EXAMPLES ?= 500
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py -s -o timeout=0
+
 clean:
 	rm -rf $(VENV) $(TOOLS) .pytest_cache .mypy_cache .ruff_cache
+
+# --- Benchmarks: never part of `make test` (README, "Performance") -------------------------
+# bench-data fills $(BENCH_DATABASE_URL) ($DATABASE_URL if set, else local PostgreSQL `bench`);
+# RESET=1 replaces existing data. bench* need PostgreSQL; wrk is installed when missing.
+ARTICLES ?= 10000
+COMMENTS ?= 100000
+BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgresql+asyncpg://postgres@127.0.0.1:5432/bench)
+
+.PHONY: bench-data bench bench-growth bench-large
+
+bench-data: install
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.generate \
+		--articles $(ARTICLES) --comments $(COMMENTS) $(if $(RESET),--reset)
+
+bench: install
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.run
+
+bench-growth: install
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.run growth --sizes 10000,100000
+
+bench-large: install
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.run growth \
+		--sizes 10000,100000,1000000

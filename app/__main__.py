@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import get_settings
 from app.core.db import create_engine, create_sessionmaker
+from app.core.response_cache import Generation
 from app.users.models import Role
 
 cli = typer.Typer(help="Newsroom API administration.", no_args_is_help=True, add_completion=False)
@@ -23,14 +24,18 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Run `work` in one session and commit it; roll back everything if it fails."""
 
     async def main() -> T:
-        engine = create_engine(get_settings())
+        settings = get_settings()
+        engine = create_engine(settings)
         try:
             async with create_sessionmaker(engine)() as session:
                 result = await work(session)
                 await session.commit()
-                return result
         finally:
             await engine.dispose()
+        if settings.response_cache:
+            # Running servers must not keep serving what this command just changed.
+            Generation(settings.cache_generation_file).bump()
+        return result
 
     return asyncio.run(main())
 
@@ -175,6 +180,32 @@ def revoke_token(
     typer.echo(f"revoked token {token_id}")
 
 
+@cli.command("anonymise-comments")
+def anonymise_comments(
+    days: Annotated[
+        int | None, typer.Option(min=1, help="Retention in days (COMMENT_IP_RETENTION_DAYS).")
+    ] = None,
+) -> None:
+    """Erase commenters' IP addresses and user agents past the retention period, and expired
+    idempotency keys. Run it daily from cron."""
+    from app.comments import service as comments
+    from app.core import idempotency
+
+    retention = days or get_settings().comment_ip_retention_days
+
+    async def work(session: AsyncSession) -> tuple[int, int]:
+        return (
+            await comments.anonymise_old(session, retention),
+            await idempotency.purge_expired(session),
+        )
+
+    anonymised, purged = _run(work)
+    typer.echo(
+        f"anonymised {anonymised} comments older than {retention} days; "
+        f"purged {purged} idempotency keys"
+    )
+
+
 @cli.command("seed-demo")
 def seed_demo() -> None:
     """Load the demo data once (does nothing if it is already there)."""
@@ -183,6 +214,40 @@ def seed_demo() -> None:
     if get_settings().environment == "production":
         raise _fail("refusing to load demo data with ENVIRONMENT=production")
     typer.echo(_run(load_demo))
+
+
+@cli.command("import-wxr")
+def import_wxr(
+    file: Annotated[str, typer.Argument(help="The WordPress export (WXR 1.1 or 1.2).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Import and report, then roll everything back.")
+    ] = False,
+) -> None:
+    """Import a WordPress export: authors, categories, tags, posts and their comments, in one
+    transaction. Running it again updates what an earlier run imported."""
+    from pathlib import Path
+
+    from app.importer import console
+    from app.importer.service import Report, import_file
+    from app.importer.wxr import WxrError
+
+    path = Path(file)
+    if not path.is_file():
+        raise _fail(f"no file {file}")
+    zone, size = get_settings().zone, path.stat().st_size
+
+    async def work(session: AsyncSession) -> Report:
+        with console.progress(size) as advance:
+            report = await import_file(session, path, zone=zone, progress=advance)
+        if dry_run:
+            await session.rollback()
+        return report
+
+    try:
+        report = _run(work)
+    except WxrError as exc:
+        raise _fail(f"{file}, {exc}; nothing was imported") from None
+    console.print_report(report, dry_run=dry_run)
 
 
 if __name__ == "__main__":

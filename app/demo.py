@@ -15,6 +15,9 @@ from app.articles import service as articles
 from app.articles.models import ArticleStatus
 from app.articles.schemas import ArticleCreate, CorrectionCreate
 from app.categories.models import Category
+from app.comments import service as comments
+from app.comments.schemas import CommentCreate
+from app.core.config import get_settings
 from app.core.security import acting_as
 from app.users import service as users
 from app.users.models import Role, User
@@ -96,6 +99,31 @@ async def _category(
     return category
 
 
+REPLIES = [
+    ("Farid", "farid@example.com", "Talks without preconditions are the only way forward.", None),
+    ("Anna K.", "anna@example.org", "Has Moscow said anything about the inquiry?", None),
+    ("Staff Reporter", "desk@example.net", "Not yet; we will update the article.", 1),
+]
+
+
+async def _comments(session: AsyncSession, article_id: int) -> None:
+    """Approved replies under the seed article, one of them a threaded answer."""
+    settings = get_settings().model_copy(update={"comment_moderation": "none"})
+    posted: list[int] = []
+    for name, email, text, parent in REPLIES:
+        data = CommentCreate(
+            author_name=name,
+            author_email=email,
+            content=text,
+            parent_id=posted[parent] if parent is not None else None,
+        )
+        place = await comments.prepare(session, article_id, data, settings)
+        comment, _ = await comments.store(
+            session, place, data, ip="127.0.0.1", user_agent="demo", settings=settings
+        )
+        posted.append(comment.id)
+
+
 async def load_demo(session: AsyncSession) -> str:
     if await users.by_username(session, "admin") is not None:
         return "demo data already loaded"
@@ -138,6 +166,7 @@ async def load_demo(session: AsyncSession) -> str:
         ),
         desk,
     )
+    await _comments(session, seed.id)
     now = datetime.now(UTC)
     for item in MORE:
         await articles.create(

@@ -2,30 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
+from app.articles import queries
 from app.articles.router import router as articles_router
 from app.auth.router import router as auth_router
 from app.categories.router import router as categories_router
+from app.comments.router import privacy as privacy_router
+from app.comments.router import router as comments_router
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_sessionmaker, utcnow
 from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
 from app.core.http_cache import HttpCacheMiddleware
 from app.core.logging import configure_logging
-from app.core.middleware import RequestContextMiddleware
-from app.core.openapi import problem_content
+from app.core.metrics import MetricsMiddleware
+from app.core.metrics import process_exit as metrics_process_exit
+from app.core.metrics import router as metrics_router
+from app.core.middleware import RequestContextMiddleware, RequestGuardMiddleware
+from app.core.openapi import problem_content, trimmed_variants
 from app.core.ratelimit import RateLimiter
+from app.core.response_cache import Generation, ResponseCacheMiddleware, watch_schedule
+from app.feeds.router import router as feeds_router
+from app.mail.router import router as mail_router
+from app.outbox import worker as outbox_worker
 from app.tags.router import router as tags_router
 from app.users.authors import router as authors_router
 from app.users.router import router as users_router
+from app.webhooks.router import router as webhooks_router
 
 # Headers a browser client must be allowed to read from cross-origin responses.
 EXPOSED_HEADERS = [
@@ -50,6 +64,28 @@ Every error is `application/problem+json` (RFC 9457).
 """
 
 
+# Public reads that the response cache may serve (anonymous GETs only).
+CACHED_PREFIXES = (
+    "/api/v1/articles",
+    "/api/v1/categories",
+    "/api/v1/tags",
+    "/api/v1/authors",
+    "/api/v1/comments",
+    "/feeds/",
+    "/sitemap",
+)
+
+
+def _start_schedule_watch(app: FastAPI) -> asyncio.Task[None]:
+    sessionmaker = app.state.sessionmaker
+
+    async def next_scheduled() -> datetime | None:
+        async with sessionmaker() as session:
+            return await queries.next_scheduled(session, utcnow())
+
+    return asyncio.create_task(watch_schedule(next_scheduled, app.state.generation))
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
@@ -60,10 +96,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.ratelimiter = RateLimiter(settings)
+        worker = outbox_worker.start(app.state.sessionmaker, settings)
+        clock = _start_schedule_watch(app) if generation is not None else None
         try:
             yield
         finally:
+            if clock is not None:
+                clock.cancel()
+            await outbox_worker.stop(worker)
             await engine.dispose()
+            metrics_process_exit()
 
     app = FastAPI(
         title=f"{settings.site_name} API",
@@ -78,13 +120,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(auth_router)
     app.include_router(users_router)
     app.include_router(categories_router)
     app.include_router(tags_router)
     app.include_router(articles_router)
+    # Before the comments router, whose /comments/{comment_id} would take /comments/unsubscribe.
+    app.include_router(mail_router)
+    app.include_router(comments_router)
+    app.include_router(privacy_router)
     app.include_router(authors_router)
+    app.include_router(feeds_router)
+    app.include_router(webhooks_router)
 
+    generation = Generation(settings.cache_generation_file) if settings.response_cache else None
+    if generation is not None:
+        app.state.generation = generation
+        # Inside CORS (its headers depend on each request's Origin), outside everything else.
+        app.add_middleware(
+            ResponseCacheMiddleware,
+            generation=generation,
+            prefixes=CACHED_PREFIXES,
+            private_writes=("/api/v1/auth/", "/api/v1/tokens"),
+            max_entries=settings.response_cache_entries,
+            ttl=settings.response_cache_ttl,
+        )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
@@ -96,11 +157,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "If-None-Match",
             "Idempotency-Key",
             "X-Request-ID",
+            "X-Comment-Token",
         ],
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )
     app.add_middleware(HttpCacheMiddleware, public_max_age=settings.public_max_age)
+    app.add_middleware(
+        RequestGuardMiddleware,
+        max_body=settings.max_body_bytes,
+        limits=[
+            (re.compile(r"^/api/v1/(articles/\d+/)?comments"), settings.comment_max_body_bytes)
+        ],
+        form_paths=("/api/v1/auth/token", "/api/v1/comments/unsubscribe"),
+        body_timeout=settings.body_timeout_seconds,
+    )
+    app.add_middleware(MetricsMiddleware)
     # Outermost, so even CORS preflights and errors carry the request id and headers.
     app.add_middleware(RequestContextMiddleware, hsts=settings.hsts)
 
@@ -113,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 routes=app.routes,
             )
             problem_content(schema)
+            trimmed_variants(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

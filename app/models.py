@@ -3,9 +3,13 @@
 from app.articles.models import Article, ArticleSlug, Correction, Revision
 from app.auth.models import ApiToken
 from app.categories.models import Category
+from app.comments.models import Comment
 from app.core.db import Base
+from app.core.idempotency import IdempotentResponse
+from app.outbox.models import Delivery
 from app.tags.models import Tag
 from app.users.models import User
+from app.webhooks.models import Webhook
 
 __all__ = [
     "ApiToken",
@@ -13,8 +17,12 @@ __all__ = [
     "ArticleSlug",
     "Base",
     "Category",
+    "Comment",
     "Correction",
+    "Delivery",
+    "IdempotentResponse",
     "Revision",
     "Tag",
     "User",
+    "Webhook",
 ]

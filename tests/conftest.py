@@ -16,10 +16,13 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from app.core import security
 from app.core.config import Settings
 from app.main import create_app
 from app.models import Base
@@ -84,6 +87,15 @@ def drop_database(url: str) -> None:
         )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashing() -> Iterator[None]:
+    """argon2id still, but with test-sized cost: hundreds of users are made per run."""
+    original = security.password_hash
+    security.password_hash = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=1024),))
+    yield
+    security.password_hash = original
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -105,6 +117,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "environment": "test",
         "redis_url": None,
         "log_level": "WARNING",
+        # Tests change rows behind the app's back; the cache has tests of its own.
+        "response_cache": False,
     }
     values.update(overrides)
     return Settings(**values)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from alembic import command
 from alembic.config import Config
+from fastapi import FastAPI, routing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,3 +83,12 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert "traceback" not in text
     assert "select " not in text
     return body
+
+
+def app_routes(app: FastAPI) -> list[tuple[str, set[str]]]:
+    """Every (path, methods) the app serves, routers included (FastAPI nests them)."""
+    found = []
+    for context in routing.iter_route_contexts(app.routes):
+        if isinstance(context.original_route, routing.APIRoute):
+            found.append((context.path, set(context.methods or ())))
+    return found

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -63,6 +64,15 @@ class Article(Base):
     __table_args__ = (
         # The public listing: visible articles newest first, by keyset (published_at, id).
         Index("ix_articles_status_published", "status", "published_at", "id"),
+        # The public listing in (published_at, id) order: a partial index whose predicate is
+        # the visibility test, so the newest public articles are read straight off it.
+        Index(
+            "ix_articles_public_published",
+            "published_at",
+            "id",
+            postgresql_where=text("status IN ('published', 'scheduled')"),
+            sqlite_where=text("status IN ('published', 'scheduled')"),
+        ),
         Index("ix_articles_category_published", "category_id", "published_at", "id"),
         Index("ix_articles_author_published", "author_id", "published_at", "id"),
     )

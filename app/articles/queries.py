@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article, ArticleStatus
 
@@ -15,3 +16,12 @@ LIVE = (ArticleStatus.published, ArticleStatus.scheduled)
 
 def is_public(now: datetime) -> ColumnElement[bool]:
     return and_(Article.status.in_(LIVE), Article.published_at <= now)
+
+
+async def next_scheduled(session: AsyncSession, now: datetime) -> datetime | None:
+    """When the next scheduled article becomes public, if one is waiting."""
+    return await session.scalar(
+        select(func.min(Article.published_at)).where(
+            Article.status == ArticleStatus.scheduled, Article.published_at > now
+        )
+    )

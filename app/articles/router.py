@@ -24,9 +24,10 @@ from app.core.dates import day_bounds, parse_instant
 from app.core.db import SessionDep, utcnow
 from app.core.errors import InvalidInput
 from app.core.http_cache import check_if_match, http_date
-from app.core.openapi import responses
+from app.core.openapi import links, responses
 from app.core.pagination import Page, PageParams, page_params, set_page_headers
 from app.core.render import FieldsParam, json, parse_fields
+from app.core.schemas import IdPath
 from app.core.security import OptionalPrincipal, Principal, current_principal
 
 router = APIRouter(prefix="/api/v1/articles", tags=["articles"])
@@ -233,7 +234,7 @@ async def read_by_number(
     request: Request,
     session: SessionDep,
     principal: OptionalPrincipal,
-    number: int,
+    number: IdPath,
     fields: FieldsParam = None,
 ) -> Response:
     article = await _readable(session, principal, await service.id_by_number(session, number))
@@ -244,13 +245,14 @@ async def read_by_number(
     "/{article_id}",
     response_model=ArticleDetail,
     responses=DETAIL_RESPONSES,
+    operation_id="readArticle",
     summary="Read an article",
 )
 async def read_article(
     request: Request,
     session: SessionDep,
     principal: OptionalPrincipal,
-    article_id: int,
+    article_id: IdPath,
     fields: FieldsParam = None,
 ) -> Response:
     """The whole article with breadcrumbs, tags, corrections and its neighbours. Token
@@ -266,7 +268,18 @@ WRITE_RESPONSES = responses(401, 403, 404, 409, 412, 422)
     "",
     response_model=ArticleAdmin,
     status_code=status.HTTP_201_CREATED,
-    responses=responses(401, 403, 409, 422),
+    responses={
+        **responses(401, 403, 409, 422),
+        **links(
+            201,
+            ReadArticle=("readArticle", "article_id=$response.body#/id"),
+            UpdateArticle=("updateArticle", "article_id=$response.body#/id"),
+            CommentOnArticle=("postComment", "article_id=$response.body#/id"),
+            ListComments=("listComments", "article_id=$response.body#/id"),
+            DeleteArticle=("deleteArticle", "article_id=$response.body#/id"),
+        ),
+    },
+    operation_id="createArticle",
     summary="Create an article",
 )
 async def create_article(
@@ -281,7 +294,7 @@ async def create_article(
 
 
 async def _writable(
-    session: SessionDep, principal: Writer, article_id: int, if_match: str | None
+    session: SessionDep, principal: Writer, article_id: IdPath, if_match: str | None
 ) -> Article:
     article = await service.load(session, article_id)
     service.ensure_writable(article, principal, utcnow())
@@ -307,7 +320,7 @@ async def replace_article(
     request: Request,
     session: SessionDep,
     principal: Writer,
-    article_id: int,
+    article_id: IdPath,
     data: ArticleReplace,
     if_match: IfMatch = None,
 ) -> Response:
@@ -320,13 +333,14 @@ async def replace_article(
     "/{article_id}",
     response_model=ArticleAdmin,
     responses=WRITE_RESPONSES,
+    operation_id="updateArticle",
     summary="Change an article",
 )
 async def update_article(
     request: Request,
     session: SessionDep,
     principal: Writer,
-    article_id: int,
+    article_id: IdPath,
     data: ArticleUpdate,
     if_match: IfMatch = None,
 ) -> Response:
@@ -341,10 +355,11 @@ async def update_article(
     "/{article_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses=responses(401, 403, 404, 412),
+    operation_id="deleteArticle",
     summary="Delete an article",
 )
 async def delete_article(
-    session: SessionDep, principal: Writer, article_id: int, if_match: IfMatch = None
+    session: SessionDep, principal: Writer, article_id: IdPath, if_match: IfMatch = None
 ) -> Response:
     article = await _writable(session, principal, article_id, if_match)
     await service.remove(session, article, principal)
@@ -362,7 +377,7 @@ async def delete_article(
 async def add_correction(
     session: SessionDep,
     principal: Writer,
-    article_id: int,
+    article_id: IdPath,
     data: CorrectionCreate,
     if_match: IfMatch = None,
 ) -> CorrectionOut:
@@ -382,8 +397,8 @@ async def add_correction(
 async def remove_correction(
     session: SessionDep,
     principal: Writer,
-    article_id: int,
-    correction_id: int,
+    article_id: IdPath,
+    correction_id: IdPath,
     if_match: IfMatch = None,
 ) -> Response:
     article = await _writable(session, principal, article_id, if_match)
@@ -403,7 +418,7 @@ async def list_revisions(
     response: Response,
     session: SessionDep,
     principal: Writer,
-    article_id: int,
+    article_id: IdPath,
     params: Annotated[PageParams, Depends(page_params)],
 ) -> Page[RevisionSummary]:
     """Earlier versions of the title, kicker, excerpt and body, newest first."""
@@ -428,7 +443,7 @@ async def list_revisions(
     summary="Read a revision",
 )
 async def read_revision(
-    session: SessionDep, principal: Writer, article_id: int, revision_id: int
+    session: SessionDep, principal: Writer, article_id: IdPath, revision_id: IdPath
 ) -> RevisionOut:
     article = await _writable(session, principal, article_id, None)
     return RevisionOut.model_validate(await service.revision(session, article, revision_id))
@@ -444,8 +459,8 @@ async def restore_revision(
     request: Request,
     session: SessionDep,
     principal: Writer,
-    article_id: int,
-    revision_id: int,
+    article_id: IdPath,
+    revision_id: IdPath,
     if_match: IfMatch = None,
 ) -> Response:
     """The restored text becomes current; what it replaces is kept as a new revision."""

@@ -6,7 +6,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.articles.models import ArticleStatus, CommentStatus, CorrectionKind
-from app.core.schemas import InputModel, Slug, WebUrl
+from app.core.schemas import Id, InputModel, Slug, WebUrl
 
 Title = Annotated[str, Field(min_length=1, max_length=300)]
 Kicker = Annotated[
@@ -24,7 +24,7 @@ TagList = Annotated[
     Field(max_length=50, description="Tag names or slugs; missing tags are created."),
 ]
 CategoryIds = Annotated[
-    list[int], Field(max_length=20, description="Further categories besides the primary one.")
+    list[Id], Field(max_length=20, description="Further categories besides the primary one.")
 ]
 When = Annotated[
     AwareDatetime,
@@ -51,14 +51,14 @@ class _ArticleFields(InputModel):
     source_url: WebUrl | None = None
     featured_image_url: WebUrl | None = None
     featured_image_caption: Caption | None = None
-    category_id: int | None = Field(None, description="The primary category (the page's).")
+    category_id: Id | None = Field(None, description="The primary category (the page's).")
     category_ids: CategoryIds = Field(default_factory=list)
     tags: TagList = Field(default_factory=list)
     comment_status: CommentStatus = CommentStatus.open
     comments_close_at: When | None = Field(
         None, description="When comments close; derived from the site setting when absent."
     )
-    author_id: int | None = Field(
+    author_id: Id | None = Field(
         None, description="Editors and admins only: file the article under another author."
     )
 
@@ -87,12 +87,12 @@ class ArticleUpdate(InputModel):
     source_url: WebUrl | None = None
     featured_image_url: WebUrl | None = None
     featured_image_caption: Caption | None = None
-    category_id: int | None = None
+    category_id: Id | None = None
     category_ids: CategoryIds | None = None
     tags: TagList | None = None
     comment_status: CommentStatus | None = None
     comments_close_at: When | None = None
-    author_id: int | None = None
+    author_id: Id | None = None
 
 
 class CorrectionCreate(InputModel):

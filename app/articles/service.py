@@ -7,12 +7,24 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Select, and_, delete, func, not_, or_, select, text, tuple_
+from sqlalchemy import (
+    Select,
+    and_,
+    delete,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    text,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.articles import search
@@ -36,6 +48,7 @@ from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unautho
 from app.core.html import excerpt_of, plain_text, sanitize_article_html, word_count
 from app.core.security import Principal
 from app.core.text import slugify, unique_slug
+from app.outbox import events
 from app.tags import service as tags
 from app.tags.models import Tag
 from app.users.models import User
@@ -43,8 +56,9 @@ from app.users.models import User
 MAX_SLUG = 200
 REVISED_FIELDS = ("title", "kicker", "excerpt", "body")
 LIST_OPTIONS = (
-    selectinload(Article.author),
-    selectinload(Article.category),
+    # To-one relations join in the same query; collections load in one more query each.
+    joinedload(Article.author),
+    joinedload(Article.category),
     selectinload(Article.tags),
 )
 DETAIL_OPTIONS = (
@@ -136,28 +150,51 @@ async def id_by_number(session: AsyncSession, number: int) -> int:
     return found
 
 
+class ArticleLinkRow(Protocol):
+    id: int
+    number: int
+    slug: str
+    title: str
+    published_at: datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class Neighbours:
     breadcrumbs: list[Category]
-    previous: Article | None
-    next: Article | None
+    previous: ArticleLinkRow | None
+    next: ArticleLinkRow | None
+
+
+_LINK_COLUMNS = (Article.id, Article.number, Article.slug, Article.title, Article.published_at)
 
 
 async def neighbours(session: AsyncSession, article: Article, now: datetime) -> Neighbours:
-    """Breadcrumbs and the previous / next public article in the primary category."""
+    """Breadcrumbs and the previous / next public article in the primary category (one
+    query for both neighbours, link columns only)."""
     if article.category is None or article.published_at is None:
         crumbs = await categories.path(session, article.category) if article.category else []
         return Neighbours(crumbs, None, None)
     key = tuple_(Article.published_at, Article.id)
     here = tuple_(article.published_at, article.id)
-    base = select(Article).where(Article.category_id == article.category_id, is_public(now))
-    previous = await session.scalar(
-        base.where(key < here).order_by(Article.published_at.desc(), Article.id.desc()).limit(1)
+    base = select(*_LINK_COLUMNS).where(Article.category_id == article.category_id, is_public(now))
+    older = (
+        base.add_columns(literal(0).label("side"))
+        .where(key < here)
+        .order_by(Article.published_at.desc(), Article.id.desc())
+        .limit(1)
+        .subquery()
     )
-    following = await session.scalar(
-        base.where(key > here).order_by(Article.published_at, Article.id).limit(1)
+    newer = (
+        base.add_columns(literal(1).label("side"))
+        .where(key > here)
+        .order_by(Article.published_at, Article.id)
+        .limit(1)
+        .subquery()
     )
-    return Neighbours(await categories.path(session, article.category), previous, following)
+    rows = await session.execute(union_all(select(older), select(newer)))
+    found: dict[int, ArticleLinkRow] = {row.side: row for row in rows}
+    crumbs = await categories.path(session, article.category)
+    return Neighbours(crumbs, found.get(0), found.get(1))
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -347,6 +384,7 @@ async def create(session: AsyncSession, data: ArticleCreate, principal: Principa
     session.add(article)
     await session.flush()
     await search.index(session, article)
+    await events.article_written(session, article, None, now)
     return article
 
 
@@ -361,9 +399,11 @@ async def update(
     for key in ("title", "status", "body", "comment_status"):
         if key in changes and changes[key] is None:
             raise InvalidInput(f"{key} cannot be null.", field=key)
+    before = events.article_state(article, now)
     await _apply(session, article, changes, principal, now)
     await session.flush()
     await search.index(session, article)
+    await events.article_written(session, article, before, now)
     return article
 
 
@@ -383,6 +423,7 @@ def partial(data: ArticleUpdate) -> dict[str, Any]:
 
 async def remove(session: AsyncSession, article: Article, principal: Principal) -> None:
     ensure_writable(article, principal, utcnow())
+    await events.article_deleted(session, article)
     await search.unindex(session, article.id)
     await session.delete(article)
     await session.flush()
@@ -401,6 +442,7 @@ async def add_correction(
     )
     article.corrections.append(correction)
     article.updated_at = now
+    await events.article_touched(session, article)
     await session.flush()
     return correction
 
@@ -414,6 +456,7 @@ async def remove_correction(
         raise NotFound(f"No correction {correction_id} on article {article.id}.")
     article.corrections.remove(found)
     article.updated_at = utcnow()
+    await events.article_touched(session, article)
     await session.flush()
 
 

@@ -14,6 +14,7 @@ from app.core.errors import NotFound, TooManyRequests, Unauthorized
 from app.core.net import client_ip
 from app.core.openapi import responses
 from app.core.pagination import Page, PageParams, page_params, set_page_headers
+from app.core.schemas import MAX_ID, IdPath
 from app.core.security import CurrentPrincipal, Principal, current_principal, effective_scopes
 from app.users import service as users
 
@@ -102,7 +103,9 @@ async def list_tokens(
     session: SessionDep,
     principal: TokensPrincipal,
     params: Annotated[PageParams, Depends(page_params)],
-    user_id: Annotated[int | None, Query(description="Admins: one user's tokens.")] = None,
+    user_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Admins: one user's tokens.")
+    ] = None,
 ) -> Page[ApiTokenPublic]:
     """Your own API tokens; admins see everyone's. Secrets are never shown again."""
     rows, total = await service.list_tokens(
@@ -169,7 +172,7 @@ async def _visible_token(session: SessionDep, principal: Principal, token_id: in
     summary="Read an API token",
 )
 async def read_token(
-    session: SessionDep, principal: TokensPrincipal, token_id: int
+    session: SessionDep, principal: TokensPrincipal, token_id: IdPath
 ) -> ApiTokenPublic:
     return ApiTokenPublic.model_validate(await _visible_token(session, principal, token_id))
 
@@ -180,7 +183,9 @@ async def read_token(
     responses=responses(401, 403, 404),
     summary="Revoke an API token",
 )
-async def revoke_token(session: SessionDep, principal: TokensPrincipal, token_id: int) -> Response:
+async def revoke_token(
+    session: SessionDep, principal: TokensPrincipal, token_id: IdPath
+) -> Response:
     """Revocation takes effect on the next request that uses the token."""
     token = await _visible_token(session, principal, token_id)
     await service.revoke(session, token)

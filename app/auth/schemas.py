@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.schemas import Id
 from app.core.security import SCOPES, Scope
 
 
@@ -29,7 +30,7 @@ class ApiTokenCreate(BaseModel):
     expires_in_days: int | None = Field(
         None, ge=1, le=3650, description="Absent means the token does not expire."
     )
-    user_id: int | None = Field(None, description="Admins only: create the token for this user.")
+    user_id: Id | None = Field(None, description="Admins only: create the token for this user.")
 
 
 class ApiTokenPublic(BaseModel):

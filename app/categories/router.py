@@ -21,6 +21,7 @@ from app.core.http_cache import check_if_match
 from app.core.openapi import responses
 from app.core.pagination import MAX_PER_PAGE, Page, PageParams, set_page_headers
 from app.core.render import FieldsParam, json, parse_fields
+from app.core.schemas import MAX_ID, IdPath
 from app.core.security import Principal, current_principal
 
 router = APIRouter(prefix="/api/v1/categories", tags=["categories"])
@@ -44,7 +45,7 @@ def category_page_params(
     return PageParams(page=page, per_page=per_page)
 
 
-async def _category(session: SessionDep, category_id: int) -> Category:
+async def _category(session: SessionDep, category_id: IdPath) -> Category:
     return await service.get(session, category_id)
 
 
@@ -256,7 +257,7 @@ async def delete_category(
     category: CategoryDep,
     move_to: Annotated[
         int | None,
-        Query(description="Move this category's articles to the category with this id."),
+        Query(ge=1, le=MAX_ID, description="Move this category's articles to this category."),
     ] = None,
     if_match: IfMatch = None,
 ) -> Response:

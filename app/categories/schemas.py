@@ -5,6 +5,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.schemas import MAX_ID
 from app.core.text import MAX_SLUG
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
@@ -21,7 +22,8 @@ Slug = Annotated[
 ]
 Description = Annotated[str, Field(max_length=5000)]
 ParentId = Annotated[
-    int, Field(description="The parent category; null or absent for a top-level one.")
+    int,
+    Field(ge=1, le=MAX_ID, description="The parent category; null or absent for a top-level one."),
 ]
 
 

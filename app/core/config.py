@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from string import Formatter
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -13,6 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused in production below
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'news.db'}"
+
+
+CommaList = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -51,11 +56,14 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         None, description="redis://host:6379/0; shares rate limits across worker processes."
     )
-    cors_origins: Annotated[list[str], NoDecode] = Field(
+    redis_prefix: str = Field(
+        "newsroom", max_length=50, description="Key prefix, so sites can share one Redis."
+    )
+    cors_origins: CommaList = Field(
         default_factory=list,
         description="Comma-separated origins allowed to call the API from a browser.",
     )
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+    trusted_proxies: CommaList = Field(
         default_factory=list,
         description="Comma-separated proxy addresses whose X-Forwarded-For is believed.",
     )
@@ -65,14 +73,138 @@ class Settings(BaseSettings):
     comments_close_after_days: int = Field(
         0, ge=0, le=36500, description="Close comments N days after publication; 0 = never."
     )
+    comment_moderation: Literal["all", "known", "none"] = Field(
+        "known",
+        description="Hold every comment (all), approve commenters who already have an approved "
+        "comment (known, as WordPress), or approve all (none).",
+    )
+    comment_max_links: int = Field(2, ge=0, le=100, description="More links → held.")
+    comment_max_depth: int = Field(5, ge=1, le=20, description="Thread levels, top included.")
+    comment_blocklist_words: CommaList = Field(default_factory=list, description="→ spam.")
+    comment_blocklist_emails: CommaList = Field(
+        default_factory=list, description="Addresses, or @domain for a whole domain → spam."
+    )
+    comment_blocklist_ips: CommaList = Field(
+        default_factory=list, description="Addresses or CIDR ranges → spam."
+    )
+    comment_flood_seconds: int = Field(
+        15, ge=0, le=3600, description="Min seconds between posts per IP and per email; 0 = off."
+    )
+    comment_rate_limit: str = Field(
+        "30/hour", description="Posts per client address (limits syntax); empty = unlimited."
+    )
+    comment_edit_minutes: int = Field(10, ge=1, le=1440)
+    comment_ip_retention_days: int = Field(
+        30, ge=1, le=3650, description="After this, IP and user agent are erased."
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest request body accepted.")
+    comment_max_body_bytes: int = Field(65_536, ge=1024)
+    body_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="A request body must arrive within this (408)."
+    )
     public_max_age: int = Field(
         60, ge=0, le=86400, description="Cache-Control max-age (s) of anonymous reads."
+    )
+    # Webhooks and email: both leave through the outbox, sent by the delivery worker.
+    webhook_worker: bool = Field(
+        True, description="Run the outbox delivery worker (webhooks, email) in this process."
+    )
+    webhook_allow_private_targets: bool = Field(
+        False,
+        description="Allow webhook URLs on private, loopback, link-local or reserved addresses "
+        "(development and tests only).",
+    )
+    webhook_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="Seconds a webhook receiver has to answer."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=30, description="Attempts per delivery (webhook or email) before giving up."
+    )
+    smtp_url: SecretStr | None = Field(
+        None,
+        description="smtp://user:pass@host:587 (STARTTLS when offered) or smtps://... (TLS); "
+        "none: no email is queued.",
+    )
+    mail_from: str = Field("newsroom@localhost", description="Sender address of every email.")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        parts = urlsplit(value.get_secret_value().strip())
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("SMTP_URL must look like smtp://user:pass@host:587 or smtps://...")
+        return value
+
+    response_cache: bool = Field(
+        True, description="Serve anonymous reads from a cache of rendered responses."
+    )
+    response_cache_entries: int = Field(5000, ge=10, le=1_000_000)
+    response_cache_ttl: float = Field(30.0, gt=0, le=3600, description="Seconds, at most.")
+    cache_generation_file: Path = Field(
+        PROJECT_ROOT / "var" / "cache-generation",
+        description="Shared by the workers of one machine to invalidate their caches.",
     )
     hsts: bool = Field(False, description="Send Strict-Transport-Security (behind TLS only).")
     log_level: str = "INFO"
     site_name: str = "Newsroom"
+    # Feeds and sitemaps: where the public website lives, and what its feeds say.
+    site_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Absolute http(s) base URL of the public website, without a trailing slash.",
+    )
+    article_url_template: str = Field(
+        "{site_url}/{slug}",
+        description="Where readers read an article; placeholders {site_url}, {slug}, {id}, "
+        "{number}.",
+    )
+    feed_items: int = Field(20, ge=1, le=100, description="Articles in each feed.")
+    site_description: str = Field("Latest news", description="The feeds' description.")
+    site_language: str = Field("en", description="Language tag of the feeds, e.g. en or ps-AF.")
 
-    @field_validator("cors_origins", "trusted_proxies", mode="before")
+    @field_validator("site_url")
+    @classmethod
+    def _absolute_site_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("SITE_URL must be an absolute http(s) URL, e.g. https://news.example")
+        if parts.query or parts.fragment:
+            raise ValueError("SITE_URL must not have a query or fragment")
+        return value
+
+    @field_validator("article_url_template")
+    @classmethod
+    def _known_placeholders(cls, value: str) -> str:
+        known = ("site_url", "slug", "id", "number")
+        try:
+            fields = {name for _, name, _, _ in Formatter().parse(value) if name is not None}
+            unknown = sorted(fields - set(known))
+            sample = (
+                ""
+                if unknown
+                else value.format(site_url="https://x.example", slug="s", id=1, number=1)
+            )
+        except ValueError as exc:
+            raise ValueError(f"ARTICLE_URL_TEMPLATE is not a valid template: {exc}") from exc
+        if unknown:
+            raise ValueError(
+                f"ARTICLE_URL_TEMPLATE has unknown placeholder(s) {unknown}; "
+                f"use {', '.join('{' + name + '}' for name in known)}"
+            )
+        if urlsplit(sample).scheme not in ("http", "https"):
+            raise ValueError("ARTICLE_URL_TEMPLATE must give an absolute http(s) URL")
+        return value
+
+    @field_validator(
+        "cors_origins",
+        "trusted_proxies",
+        "comment_blocklist_words",
+        "comment_blocklist_emails",
+        "comment_blocklist_ips",
+        mode="before",
+    )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):

@@ -218,6 +218,22 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) else None
+    if status == 400 and detail == "There was an error parsing the body":
+        # Bytes that are not JSON (or not UTF-8) are invalid input like any other.
+        return problem_response(
+            422,
+            type_="validation-error",
+            title="Invalid input",
+            detail="The body is not valid JSON.",
+            errors=[
+                {
+                    "field": "body",
+                    "location": "body",
+                    "message": "not valid JSON",
+                    "type": "json_invalid",
+                }
+            ],
+        )
     if status == 404 and detail == "Not Found":
         detail = f"No resource at {request.url.path}."
     elif status == 405:

@@ -67,3 +67,34 @@ def excerpt_of(text: str, words: int = EXCERPT_WORDS) -> str:
     """The first `words` words, with an ellipsis when cut (WordPress's default excerpt)."""
     parts = text.split()
     return " ".join(parts) if len(parts) <= words else " ".join(parts[:words]) + "…"
+
+
+COMMENT_TAGS = {"a", "b", "strong", "i", "em", "code", "q", "del", "p", "br"}
+_comment_cleaner = nh3.Cleaner(
+    tags=COMMENT_TAGS,
+    attributes={"a": {"href"}},
+    url_schemes={"http", "https"},
+    link_rel="nofollow ugc noopener",
+    clean_content_tags={"script", "style", "template", "noscript", "iframe", "object"},
+    strip_comments=True,
+)
+# A bare URL not already inside a tag or an attribute.
+_BARE_URL = re.compile(r"""(?<![="'>/\w])(https?://[^\s<>"']+[^\s<>"'.,;:!?)\]])""")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n+")
+_LINK = re.compile(r"<a\s", re.I)
+
+
+def render_comment(source: str) -> str:
+    """A reader's plain text as safe HTML: paragraphs from blank lines, `<br>` from single
+    newlines, bare URLs linked (`rel="nofollow ugc"`), a few inline tags kept, the rest
+    escaped or stripped."""
+    paragraphs = _PARAGRAPH_BREAK.split(source.replace("\r\n", "\n").strip())
+    html_parts = []
+    for paragraph in paragraphs:
+        linked = _BARE_URL.sub(r'<a href="\1">\1</a>', paragraph.strip())
+        html_parts.append("<p>" + linked.replace("\n", "<br>") + "</p>")
+    return _comment_cleaner.clean("".join(html_parts))
+
+
+def count_links(rendered: str) -> int:
+    return len(_LINK.findall(rendered))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
 
-from starlette.datastructures import MutableHeaders
+import orjson
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import request_id_var
@@ -76,3 +78,140 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+async def _send_problem(send: Send, status: int, type_: str, title: str, detail: str) -> None:
+    for message in _problem(status, type_, title, detail):
+        await send(message)
+
+
+def _problem(status: int, type_: str, title: str, detail: str) -> tuple[Message, Message]:
+    body = orjson.dumps(
+        {"type": f"/problems/{type_}", "title": title, "status": status, "detail": detail}
+    )
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class RequestGuardMiddleware:
+    """Refuses oversized bodies with 413 before reading them whole (by Content-Length, and
+    by counting a streamed body), bodies that are not JSON with 415 on JSON routes, and
+    bodies that trickle in slower than `body_timeout` with 408, so a slow client holds
+    nothing for long."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body: int,
+        limits: list[tuple[re.Pattern[str], int]],
+        form_paths: tuple[str, ...],
+        body_timeout: float = 10.0,
+    ) -> None:
+        self.app = app
+        self.body_timeout = body_timeout
+        self.max_body = max_body
+        self.limits = limits
+        self.form_paths = form_paths
+
+    def _limit(self, path: str) -> int:
+        for pattern, limit in self.limits:
+            if pattern.match(path):
+                return limit
+        return self.max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query: bytes = scope["query_string"]
+        if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
+            await _send_problem(
+                send,
+                422,
+                "validation-error",
+                "Invalid input",
+                "NUL characters are not allowed in addresses.",
+            )
+            return
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        path: str = scope["path"]
+        limit = self._limit(path)
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            for message in _problem(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"Bodies are limited to {limit} bytes.",
+            ):
+                await send(message)
+            return
+        media = headers.get("content-type", "").split(";")[0].strip().lower()
+        has_body = declared not in (None, "0") or "transfer-encoding" in headers
+        is_json = media == "application/json" or media.endswith("+json")
+        if (
+            has_body
+            and path.startswith("/api/")
+            and not path.startswith(self.form_paths)
+            and not is_json
+        ):
+            await _send_problem(
+                send,
+                415,
+                "unsupported-media-type",
+                "Unsupported media type",
+                "Send the body as application/json.",
+            )
+            return
+
+        # Bodies are small (a MiB at most): read it here, whole, under a size cap and a
+        # deadline, then hand the app a replay of it.
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    body += message.get("body", b"")
+                    if len(body) > limit:
+                        await _send_problem(
+                            send,
+                            413,
+                            "payload-too-large",
+                            "Payload too large",
+                            f"Bodies are limited to {limit} bytes.",
+                        )
+                        return
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await _send_problem(
+                send,
+                408,
+                "request-timeout",
+                "Request timeout",
+                f"The body must arrive within {self.body_timeout:g} seconds.",
+            )
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

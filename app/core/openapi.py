@@ -37,10 +37,65 @@ def problem_content(schema: dict[str, Any]) -> None:
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
-            for status, response in operation.get("responses", {}).items():
+            answers = operation.setdefault("responses", {})
+            # The request guard answers these before any route runs.
+            guarded = [408, 413, 415] if "requestBody" in operation else []
+            if operation.get("parameters") or guarded:
+                guarded.append(422)
+            for status in guarded:
+                answers.setdefault(str(status), {"description": HTTPStatus(status).phrase})
+            for status, response in answers.items():
                 if not str(status).isdigit() or int(status) < 400:
                     continue
                 response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": problem_ref}}
     components = schema.get("components", {}).get("schemas", {})
     components.pop("HTTPValidationError", None)
     components.pop("ValidationError", None)
+
+
+def links(status: int, **targets: tuple[str, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI links from a response to the operations its body unlocks:
+    `name=(operationId, "param=$response.body#/field")`. Clients and the stateful fuzzer
+    follow them (create an article → read it → change it → comment on it → moderate)."""
+    out: dict[str, Any] = {}
+    for name, (operation_id, binding) in targets.items():
+        param, expression = binding.split("=", 1)
+        out[name] = {"operationId": operation_id, "parameters": {param: expression}}
+    return {status: {"links": out}}
+
+
+def trimmed_variants(schema: dict[str, Any]) -> None:
+    """Document what `fields=` returns: for each operation taking `fields`, its 200 answer is
+    the full model or the same model with every property optional (never others)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+
+    def trimmed(name: str) -> str:
+        variant = f"{name}Trimmed"
+        if variant not in components:
+            source = components[name]
+            copy = {**source, "required": [], "title": variant}
+            properties = dict(source.get("properties", {}))
+            items = properties.get("items")
+            if isinstance(items, dict) and "$ref" in items.get("items", {}):
+                inner = items["items"]["$ref"].rsplit("/", 1)[1]
+                properties["items"] = {**items, "items": {"$ref": _ref(trimmed(inner))}}
+                copy["required"] = source.get("required", [])
+            copy["properties"] = properties
+            components[variant] = copy
+        return variant
+
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            params = operation.get("parameters", [])
+            if not any(p.get("name") == "fields" and p.get("in") == "query" for p in params):
+                continue
+            content = operation.get("responses", {}).get("200", {}).get("content", {})
+            for media in content.values():
+                ref = media.get("schema", {}).get("$ref")
+                if ref:
+                    name = ref.rsplit("/", 1)[1]
+                    media["schema"] = {"anyOf": [{"$ref": ref}, {"$ref": _ref(trimmed(name))}]}
+
+
+def _ref(name: str) -> str:
+    return f"#/components/schemas/{name}"

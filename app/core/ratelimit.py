@@ -1,7 +1,15 @@
-"""Rate limits shared by every worker: in memory on one process, in Redis when configured."""
+"""Rate limits shared by every worker: in memory on one process, in Redis when configured.
+
+When Redis is configured but cannot be reached, limits fall back to this process's memory
+(with a warning) instead of failing: readers can still comment, each worker still enforces
+the flood and hourly limits for the clients it serves, and exact duplicates are refused by
+the database anyway. Refusing every comment during a cache outage would lose readers'
+replies for a problem that is ours, not theirs. Redis is tried again after a short pause.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -11,6 +19,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
 from app.core.config import Settings
+
+log = logging.getLogger("app.ratelimit")
+RETRY_SHARED_AFTER = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,33 +34,54 @@ class Verdict:
 
 class RateLimiter:
     def __init__(self, settings: Settings) -> None:
-        storage: Storage
+        self._local = MovingWindowRateLimiter(MemoryStorage())
+        self._shared: MovingWindowRateLimiter | None = None
         if settings.redis_url:
-            url = "async+" + settings.redis_url
-            found = storage_from_string(url, implementation="redispy", key_prefix="newsroom")
+            found = storage_from_string(
+                "async+" + settings.redis_url,
+                implementation="redispy",
+                key_prefix=settings.redis_prefix,
+                wrap_exceptions=True,
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+            )
             assert isinstance(found, Storage), "an async+ URL gives an async storage"
-            storage = found
-        else:
-            storage = MemoryStorage()
-        self.storage = storage
-        self._strategy = MovingWindowRateLimiter(storage)
+            self._shared = MovingWindowRateLimiter(found)
+        self._shared_down_until = 0.0
+
+    def _strategy(self) -> MovingWindowRateLimiter:
+        if self._shared is not None and time.monotonic() >= self._shared_down_until:
+            return self._shared
+        return self._local
 
     async def check(self, rule: str | RateLimitItem, *key: str) -> Verdict:
         """Whether one more hit fits, without counting it."""
-        item = parse(rule) if isinstance(rule, str) else rule
-        allowed = await self._strategy.test(item, *key)
-        return await self._verdict(item, allowed, key)
+        return await self._apply("test", rule, key)
 
     async def hit(self, rule: str | RateLimitItem, *key: str) -> Verdict:
         """Count one hit; `allowed` is False when it did not fit."""
-        item = parse(rule) if isinstance(rule, str) else rule
-        allowed = await self._strategy.hit(item, *key)
-        return await self._verdict(item, allowed, key)
+        return await self._apply("hit", rule, key)
 
-    async def _verdict(self, item: RateLimitItem, allowed: bool, key: tuple[str, ...]) -> Verdict:
-        stats = await self._strategy.get_window_stats(item, *key)
+    async def _apply(self, how: str, rule: str | RateLimitItem, key: tuple[str, ...]) -> Verdict:
+        item = parse(rule) if isinstance(rule, str) else rule
+        strategy = self._strategy()
+        try:
+            return await self._verdict(strategy, how, item, key)
+        except Exception as exc:  # any storage failure: Redis down, timeout, protocol error
+            if strategy is self._local:
+                raise
+            self._shared_down_until = time.monotonic() + RETRY_SHARED_AFTER
+            log.warning(
+                "Redis unavailable for rate limits; using per-process limits",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+            return await self._verdict(self._local, how, item, key)
+
+    @staticmethod
+    async def _verdict(
+        strategy: MovingWindowRateLimiter, how: str, item: RateLimitItem, key: tuple[str, ...]
+    ) -> Verdict:
+        allowed = await (strategy.hit(item, *key) if how == "hit" else strategy.test(item, *key))
+        stats = await strategy.get_window_stats(item, *key)
         reset_after = max(0, int(stats.reset_time - time.time()) + 1)
         return Verdict(allowed, item.amount, stats.remaining, reset_after)
-
-    async def reset(self) -> None:
-        await self.storage.reset()

@@ -7,15 +7,15 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
 from app.auth.models import ApiToken
@@ -33,6 +33,8 @@ class Scope(enum.StrEnum):
     comments_moderate = "comments:moderate"
     tokens_write = "tokens:write"
     users_manage = "users:manage"
+    privacy_manage = "privacy:manage"
+    webhooks_manage = "webhooks:manage"
 
 
 SCOPES: dict[str, str] = {
@@ -42,6 +44,8 @@ SCOPES: dict[str, str] = {
     Scope.comments_moderate: "Read the moderation queue and moderate comments.",
     Scope.tokens_write: "Create and revoke API tokens (one's own; anyone's for admins).",
     Scope.users_manage: "Create users, change roles, deactivate accounts.",
+    Scope.privacy_manage: "Export and erase a commenter's data (GDPR requests).",
+    Scope.webhooks_manage: "Register webhooks and read or retry their deliveries.",
 }
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
@@ -117,17 +121,7 @@ def acting_as(user: User) -> Principal:
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
 
 
-async def _touch_token(
-    sessionmaker: async_sessionmaker[AsyncSession], token_id: int, now: datetime
-) -> None:
-    async with sessionmaker() as session:
-        await session.execute(
-            update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now)
-        )
-        await session.commit()
-
-
-async def authenticate(request: Request, session: AsyncSession, raw: str) -> Principal:
+async def authenticate(session: AsyncSession, raw: str) -> Principal:
     digest = hash_token(raw)
     row = await session.execute(
         select(ApiToken)
@@ -146,7 +140,10 @@ async def authenticate(request: Request, session: AsyncSession, raw: str) -> Pri
     ):
         raise Unauthorized("The token is missing, invalid, expired or revoked.")
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        await _touch_token(request.app.state.sessionmaker, token.id, now)
+        # Committed at once, in the request's own session (a second connection per request
+        # could starve the pool): the route's work starts a fresh transaction after it.
+        token.last_used_at = now
+        await session.commit()
     return Principal(
         user=token.user, token=token, scopes=effective_scopes(token.user.role, token.scopes)
     )
@@ -160,7 +157,7 @@ async def optional_principal(
     """The caller if a token is sent; anonymous otherwise. A bad token is still a 401."""
     if raw is None:
         return None
-    return await authenticate(request, session, raw)
+    return await authenticate(session, raw)
 
 
 async def current_principal(

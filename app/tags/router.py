@@ -10,6 +10,7 @@ from app.core.http_cache import check_if_match
 from app.core.openapi import responses
 from app.core.pagination import Page, PageParams, page_params, set_page_headers
 from app.core.render import FieldsParam, json, parse_fields
+from app.core.schemas import IdPath
 from app.core.security import Principal, current_principal
 from app.tags import service
 from app.tags.models import Tag
@@ -26,7 +27,7 @@ IfMatch = Annotated[
 ]
 
 
-async def _tag(session: SessionDep, tag_id: int) -> Tag:
+async def _tag(session: SessionDep, tag_id: IdPath) -> Tag:
     return await service.get(session, tag_id)
 
 

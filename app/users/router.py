@@ -8,6 +8,7 @@ from app.auth import service as auth
 from app.core.db import SessionDep
 from app.core.openapi import responses
 from app.core.pagination import Page, PageParams, page_params, set_page_headers
+from app.core.schemas import IdPath
 from app.core.security import CurrentPrincipal, Principal, current_principal
 from app.users import service
 from app.users.schemas import UserAdmin, UserCreate, UserMe, UserUpdate
@@ -72,7 +73,7 @@ async def create_user(
     responses=responses(401, 403, 404),
     summary="Read a user",
 )
-async def read_user(session: SessionDep, _: AdminPrincipal, user_id: int) -> UserAdmin:
+async def read_user(session: SessionDep, _: AdminPrincipal, user_id: IdPath) -> UserAdmin:
     return UserAdmin.model_validate(await service.get(session, user_id))
 
 
@@ -83,7 +84,7 @@ async def read_user(session: SessionDep, _: AdminPrincipal, user_id: int) -> Use
     summary="Change a user",
 )
 async def update_user(
-    session: SessionDep, principal: AdminPrincipal, user_id: int, data: UserUpdate
+    session: SessionDep, principal: AdminPrincipal, user_id: IdPath, data: UserUpdate
 ) -> UserAdmin:
     """Change role, profile or password, or deactivate (`is_active: false`): a deactivated
     user's tokens are revoked and stop working on their next request."""

@@ -1,0 +1,1 @@
+"""Benchmarks: data generator, reference apps and the wrk runner (see README, "Performance")."""

@@ -1,0 +1,126 @@
+"""No public endpoint, error or log line ever carries a commenter's email, IP address or user
+agent, nor an unsalted hash of the email. The walk is generated from the app's route table,
+so every new public endpoint is walked too."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.articles.models import Article
+from app.users.models import Role
+from tests.factories import make_article, make_user
+from tests.support import app_routes
+
+EMAIL = "Secret.Reader@Example.COM"
+STORED_EMAIL = EMAIL.lower()
+USER_AGENT = "PrivateAgent/9.9 (reader-device)"
+CLIENT_IP = "203.0.113.7"
+
+
+def forbidden_strings() -> list[str]:
+    variants = {EMAIL, STORED_EMAIL, "secret.reader", CLIENT_IP, "PrivateAgent"}
+    for value in (EMAIL, STORED_EMAIL, STORED_EMAIL.strip()):
+        variants.add(hashlib.md5(value.encode()).hexdigest())  # noqa: S324 - looking for it
+        variants.add(hashlib.sha256(value.encode()).hexdigest())
+    return sorted(variants, key=str.lower)
+
+
+def path_values(article: Article, comment_id: int) -> dict[str, Any]:
+    return {
+        "article_id": article.id,
+        "slug": article.slug,
+        "number": article.number,
+        "comment_id": comment_id,
+        "category_id": article.category_id or 1,
+        "tag_id": 1,
+        "user_id": 1,
+        "token_id": 1,
+        "revision_id": 1,
+        "correction_id": 1,
+        "page": 1,
+        "n": 1,
+        "path": "swagger-ui.css",
+        "webhook_id": 1,
+        "delivery_id": "00000000-0000-0000-0000-000000000000",
+    }
+
+
+def public_get_paths(app: FastAPI, values: dict[str, Any]) -> list[str]:
+    paths = []
+    for path, methods in app_routes(app):
+        if "GET" not in methods:
+            continue
+        names = re.findall(r"{(\w+)(?::\w+)?}", path)
+        missing = [n for n in names if n not in values]
+        assert not missing, f"add a value for {missing} of {path} to path_values()"
+        paths.append(re.sub(r"{(\w+)(?::\w+)?}", lambda m: str(values[m.group(1)]), path))
+    return paths
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"comment_moderation": "none", "comment_flood_seconds": 0, "comment_rate_limit": ""}
+
+
+async def test_no_public_endpoint_or_log_line_leaks_a_commenter(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    author = await make_user(session, role=Role.author, display_name="Pat")
+    article = await make_article(session, author, tags=["Privacy"])
+    headers = {"User-Agent": USER_AGENT}
+    base = f"/api/v1/articles/{article.id}/comments"
+    first = await client.post(
+        base,
+        json={"author_name": "Sam", "author_email": EMAIL, "content": "First!"},
+        headers=headers,
+    )
+    assert first.status_code == 201
+    reply = await client.post(
+        base,
+        json={
+            "author_name": "Sam",
+            "author_email": EMAIL,
+            "content": "Replying to myself",
+            "parent_id": first.json()["id"],
+        },
+        headers=headers,
+    )
+    assert reply.status_code == 201
+    # Errors too: a duplicate, a bad parent, a malformed body.
+    duplicate = await client.post(
+        base, json={"author_name": "Sam", "author_email": EMAIL, "content": "First!"}
+    )
+    assert duplicate.status_code == 409
+    bad = await client.post(base, json={"author_name": "Sam", "author_email": EMAIL + "@@"})
+    assert bad.status_code == 422
+    responses = [first, reply, duplicate, bad]
+
+    paths = public_get_paths(app, path_values(article, first.json()["id"]))
+    assert len(paths) >= 10
+    for path in paths:
+        for query in ("", "?tree=true", "?q=Sam"):
+            responses.append(await client.get(path + query))
+    walked = [r for r in responses if r.status_code == 200]
+    assert len(walked) >= 10, "the walk must actually read public data"
+    assert any("First!" in r.text for r in walked), "comments were present during the walk"
+
+    for response in responses:
+        text = (response.text + str(dict(response.headers))).lower()
+        for secret in forbidden_strings():
+            assert secret.lower() not in text, f"{secret!r} leaked from {response.request.url}"
+    for record in caplog.records:
+        line = (record.getMessage() + str(record.__dict__)).lower()
+        for secret in forbidden_strings():
+            assert secret.lower() not in line, f"{secret!r} leaked into a log line"
