@@ -11,15 +11,14 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
 from app.articles.models import Article, article_categories
 from app.articles.queries import is_public
 from app.categories.models import Category
 from app.categories.schemas import CategoryCreate, CategoryUpdate
+from app.core import text
 from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidInput, NotFound
-from app.core.text import slugify, unique_slug
 
 # Deeper than any real section tree; stops the breadcrumb query should bad data ever loop.
 MAX_DEPTH = 50
@@ -158,32 +157,6 @@ async def _check_parent(session: AsyncSession, own_id: int | None, parent_id: in
         )
 
 
-async def free_slug(
-    session: AsyncSession,
-    id_column: InstrumentedAttribute[int],
-    slug_column: InstrumentedAttribute[str],
-    *,
-    own_id: int | None,
-    name: str,
-    wanted: str | None,
-    noun: str,
-) -> str:
-    """The slug asked for, refused (409) if another row has it; absent, a free one made from
-    `name`. Shared with tags, whose slugs follow the same rules."""
-
-    async def taken(slug: str) -> bool:
-        query = select(id_column).where(slug_column == slug)
-        if own_id is not None:
-            query = query.where(id_column != own_id)
-        return await session.scalar(query) is not None
-
-    if wanted is None:
-        return await unique_slug(slugify(name), taken)
-    if await taken(wanted):
-        raise Conflict(f"Another {noun} already has this slug.", field="slug")
-    return wanted
-
-
 async def _apply(session: AsyncSession, category: Category, changes: dict[str, Any]) -> None:
     if "name" in changes and changes["name"] is None:
         raise InvalidInput("name cannot be null.", field="name")
@@ -194,7 +167,7 @@ async def _apply(session: AsyncSession, category: Category, changes: dict[str, A
         if key in changes:
             setattr(category, key, changes[key])
     if "slug" in changes:
-        category.slug = await free_slug(
+        category.slug = await text.free_slug(
             session,
             Category.id,
             Category.slug,

@@ -5,6 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from slugify import slugify as _slugify
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from app.core.errors import Conflict
 
 MAX_SLUG = 80
 
@@ -25,3 +30,29 @@ async def unique_slug(
         candidate = base[: max_length - len(suffix)].rstrip("-") + suffix
         n += 1
     return candidate
+
+
+async def free_slug(
+    session: AsyncSession,
+    id_column: InstrumentedAttribute[int],
+    slug_column: InstrumentedAttribute[str],
+    *,
+    own_id: int | None,
+    name: str,
+    wanted: str | None,
+    noun: str,
+) -> str:
+    """The slug asked for, refused (409) if another row has it; absent, a free one made from
+    `name`."""
+
+    async def taken(slug: str) -> bool:
+        query = select(id_column).where(slug_column == slug)
+        if own_id is not None:
+            query = query.where(id_column != own_id)
+        return await session.scalar(query) is not None
+
+    if wanted is None:
+        return await unique_slug(slugify(name), taken)
+    if await taken(wanted):
+        raise Conflict(f"Another {noun} already has this slug.", field="slug")
+    return wanted

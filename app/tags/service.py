@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article, article_tags
 from app.articles.queries import is_public
-from app.categories import service as categories
+from app.core import text
 from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.text import slugify
@@ -64,7 +64,7 @@ async def article_counts(session: AsyncSession, ids: Collection[int]) -> dict[in
 
 
 async def _slug(session: AsyncSession, own_id: int | None, name: str, wanted: str | None) -> str:
-    return await categories.free_slug(
+    return await text.free_slug(
         session, Tag.id, Tag.slug, own_id=own_id, name=name, wanted=wanted, noun="tag"
     )
 

@@ -5,7 +5,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.security import hash_password
-from app.core.text import slugify, unique_slug
+from app.core.text import free_slug
 from app.users.models import Role, User
 from app.users.schemas import UserCreate, UserUpdate
 
@@ -40,17 +40,15 @@ async def create(session: AsyncSession, data: UserCreate) -> User:
     await _ensure_free(session, "username", data.username)
     await _ensure_free(session, "email", data.email)
     display_name = data.display_name or data.username
-
-    async def taken(slug: str) -> bool:
-        return await session.scalar(select(User.id).where(User.slug == slug)) is not None
-
     user = User(
         username=data.username,
         email=data.email,
         password_hash=hash_password(data.password),
         role=data.role,
         display_name=display_name,
-        slug=await unique_slug(slugify(display_name), taken),
+        slug=await free_slug(
+            session, User.id, User.slug, own_id=None, name=display_name, wanted=None, noun="user"
+        ),
         bio=data.bio,
         avatar_url=data.avatar_url,
     )
