@@ -25,7 +25,7 @@ from app.core.db import SessionDep, utcnow
 from app.core.errors import InvalidInput
 from app.core.http_cache import check_if_match, http_date
 from app.core.openapi import links, responses
-from app.core.pagination import Page, PageParams, page_params, set_page_headers
+from app.core.pagination import Page, PageParams, page_count, page_params, set_page_headers
 from app.core.render import FieldsParam, json, parse_fields
 from app.core.schemas import IdPath
 from app.core.security import OptionalPrincipal, Principal, current_principal
@@ -160,7 +160,7 @@ async def list_articles(
             total=found.total,
             page=None if query.cursor else params.page,
             per_page=params.per_page,
-            pages=max(1, -(-found.total // params.per_page)),
+            pages=page_count(found.total, params.per_page),
             next_cursor=found.next_cursor,
         ),
         fields=wanted,
@@ -426,13 +426,9 @@ async def list_revisions(
     rows, total = await service.revisions(
         session, article, offset=params.offset, limit=params.per_page
     )
-    pages = set_page_headers(request, response, total=total, params=params)
-    return Page[RevisionSummary](
-        items=[RevisionSummary.model_validate(r) for r in rows],
-        total=total,
-        page=params.page,
-        per_page=params.per_page,
-        pages=pages,
+    set_page_headers(request, response, total=total, params=params)
+    return Page[RevisionSummary].of(
+        [RevisionSummary.model_validate(r) for r in rows], total, params
     )
 
 

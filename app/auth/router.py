@@ -114,14 +114,8 @@ async def list_tokens(
         offset=params.offset,
         limit=params.per_page,
     )
-    pages = set_page_headers(request, response, total=total, params=params)
-    return Page[ApiTokenPublic](
-        items=[ApiTokenPublic.model_validate(t) for t in rows],
-        total=total,
-        page=params.page,
-        per_page=params.per_page,
-        pages=pages,
-    )
+    set_page_headers(request, response, total=total, params=params)
+    return Page[ApiTokenPublic].of([ApiTokenPublic.model_validate(t) for t in rows], total, params)
 
 
 @router.post(

@@ -148,13 +148,9 @@ async def list_categories(
     wanted = parse_fields(fields, CategoryPublic)
     rows, total = await service.list_page(session, offset=params.offset, limit=params.per_page)
     counts = await service.article_counts(session, [c.id for c in rows])
-    pages = set_page_headers(request, response, total=total, params=params)
-    listing = Page[CategoryPublic](
-        items=[CategoryPublic(**_public_fields(c, counts.get(c.id, 0))) for c in rows],
-        total=total,
-        page=params.page,
-        per_page=params.per_page,
-        pages=pages,
+    set_page_headers(request, response, total=total, params=params)
+    listing = Page[CategoryPublic].of(
+        [CategoryPublic(**_public_fields(c, counts.get(c.id, 0))) for c in rows], total, params
     )
     return json(listing, fields=wanted, list_fields=True, headers=dict(response.headers))
 

@@ -29,7 +29,7 @@ from app.core.errors import Forbidden, NotFound, Unauthorized
 from app.core.http_cache import PRIVATE
 from app.core.net import client_ip
 from app.core.openapi import links, responses
-from app.core.pagination import Page, PageParams, page_params, set_page_headers
+from app.core.pagination import Page, PageParams, page_count, page_params, set_page_headers
 from app.core.ratelimit import Verdict
 from app.core.render import json
 from app.core.schemas import MAX_ID, IdPath
@@ -223,7 +223,7 @@ async def list_comments(
         limit=params.per_page,
         newest_first=order == "newest",
     )
-    pages = max(1, -(-total // per_page))
+    pages = page_count(total, per_page)
     body: Page[CommentPublic] | Page[CommentThreaded]
     if tree:
 
@@ -283,13 +283,7 @@ async def moderation_queue(
         offset=params.offset,
         limit=params.per_page,
     )
-    body = Page[CommentAdmin](
-        items=[CommentAdmin.model_validate(c) for c in rows],
-        total=total,
-        page=params.page,
-        per_page=params.per_page,
-        pages=max(1, -(-total // params.per_page)),
-    )
+    body = Page[CommentAdmin].of([CommentAdmin.model_validate(c) for c in rows], total, params)
     response = json(body)
     set_page_headers(request, response, total=total, params=params)
     return response

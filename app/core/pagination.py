@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Generic, Self, TypeVar
 
 from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
@@ -12,6 +13,10 @@ MAX_PER_PAGE = 100
 
 
 T = TypeVar("T")
+
+
+def page_count(total: int, per_page: int) -> int:
+    return max(1, -(-total // per_page))
 
 
 class Page(BaseModel, Generic[T]):
@@ -23,6 +28,19 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = Field(
         None, description="Pass as `cursor` to get the next items; null on the last page."
     )
+
+    @classmethod
+    def of(
+        cls, items: Sequence[T], total: int, params: PageParams, next_cursor: str | None = None
+    ) -> Self:
+        return cls(
+            items=list(items),
+            total=total,
+            page=params.page,
+            per_page=params.per_page,
+            pages=page_count(total, params.per_page),
+            next_cursor=next_cursor,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +73,7 @@ def set_page_headers(
     """Put RFC 8288 links (first, prev, next, last) and the total on the response.
 
     Returns the number of pages."""
-    pages = max(1, -(-total // params.per_page))
+    pages = page_count(total, params.per_page)
     links = []
 
     def link(rel: str, **query: str | int) -> None:

@@ -79,14 +79,8 @@ async def list_tags(
     wanted = parse_fields(fields, TagPublic)
     rows, total = await service.list_page(session, q=q, offset=params.offset, limit=params.per_page)
     counts = await service.article_counts(session, [t.id for t in rows])
-    pages = set_page_headers(request, response, total=total, params=params)
-    listing = Page[TagPublic](
-        items=[_public(t, counts.get(t.id, 0)) for t in rows],
-        total=total,
-        page=params.page,
-        per_page=params.per_page,
-        pages=pages,
-    )
+    set_page_headers(request, response, total=total, params=params)
+    listing = Page[TagPublic].of([_public(t, counts.get(t.id, 0)) for t in rows], total, params)
     return json(listing, fields=wanted, list_fields=True, headers=dict(response.headers))
 
 

@@ -71,13 +71,7 @@ async def list_authors(
     """People with at least one published article, by name."""
     wanted = parse_fields(fields, AuthorPublic)
     items, total = await _authors(session, offset=params.offset, limit=params.per_page)
-    page = Page[AuthorPublic](
-        items=items,
-        total=total,
-        page=params.page,
-        per_page=params.per_page,
-        pages=max(1, -(-total // params.per_page)),
-    )
+    page = Page[AuthorPublic].of(items, total, params)
     response = json(page, fields=wanted, list_fields=True)
     set_page_headers(request, response, total=total, params=params)
     return response

@@ -41,14 +41,8 @@ async def list_users(
     params: Annotated[PageParams, Depends(page_params)],
 ) -> Page[UserAdmin]:
     rows, total = await service.list_users(session, offset=params.offset, limit=params.per_page)
-    pages = set_page_headers(request, response, total=total, params=params)
-    return Page[UserAdmin](
-        items=[UserAdmin.model_validate(u) for u in rows],
-        total=total,
-        page=params.page,
-        per_page=params.per_page,
-        pages=pages,
-    )
+    set_page_headers(request, response, total=total, params=params)
+    return Page[UserAdmin].of([UserAdmin.model_validate(u) for u in rows], total, params)
 
 
 @router.post(

@@ -74,14 +74,8 @@ async def list_webhooks(
     params: Annotated[PageParams, Depends(page_params)],
 ) -> Page[WebhookOut]:
     rows, total = await service.list_webhooks(session, offset=params.offset, limit=params.per_page)
-    pages = set_page_headers(request, response, total=total, params=params)
-    return Page[WebhookOut](
-        items=[WebhookOut.model_validate(h) for h in rows],
-        total=total,
-        page=params.page,
-        per_page=params.per_page,
-        pages=pages,
-    )
+    set_page_headers(request, response, total=total, params=params)
+    return Page[WebhookOut].of([WebhookOut.model_validate(h) for h in rows], total, params)
 
 
 @router.get(
@@ -145,14 +139,8 @@ async def list_deliveries(
     rows, total = await service.deliveries(
         session, hook, status=status_, offset=params.offset, limit=params.per_page
     )
-    pages = set_page_headers(request, response, total=total, params=params)
-    return Page[DeliveryOut](
-        items=[DeliveryOut.model_validate(d) for d in rows],
-        total=total,
-        page=params.page,
-        per_page=params.per_page,
-        pages=pages,
-    )
+    set_page_headers(request, response, total=total, params=params)
+    return Page[DeliveryOut].of([DeliveryOut.model_validate(d) for d in rows], total, params)
 
 
 @router.post(
