@@ -100,7 +100,12 @@ async def test_reader_page_reads_and_replies_across_origins(
                 await page.get_by_label("Comment *").fill("Thank you for this report.")
                 await page.get_by_role("button", name="Post Comment").click()
                 result = page.locator("#result")
-                await result.filter(has_text="awaiting moderation").wait_for()
+                # Wait for the answer, whatever it is, so a failure shows what the page said.
+                await page.wait_for_function(
+                    "() => { const t = document.getElementById('result').textContent;"
+                    " return t && t !== 'Posting…'; }",
+                    timeout=45_000,
+                )
                 assert await result.inner_text() == "Your comment is awaiting moderation."
                 seen.append(await page.content())
                 seen.append(await page.locator("body").inner_text())
