@@ -119,6 +119,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "log_level": "WARNING",
         # Tests change rows behind the app's back; the cache has tests of its own.
         "response_cache": False,
+        # No background outbox polling racing each test's table cleanup; the webhook and
+        # mail tests switch it on or drive the worker themselves.
+        "webhook_worker": False,
     }
     values.update(overrides)
     return Settings(**values)
