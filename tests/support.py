@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,22 +54,50 @@ def wait_until_healthy(base: str, timeout: float = 60) -> None:
     raise AssertionError(f"{base} did not become healthy")
 
 
+class ServerProcess:
+    """The service as a child process. Its output goes to a file, not a pipe: a pipe nobody
+    reads fills up and then blocks the server mid-request."""
+
+    def __init__(self, python: Path, args: list[str], env: dict[str, str]) -> None:
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [str(python), *args], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.returncode
+
+    def send_signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def output_so_far(self) -> bytes:
+        # pread: the child shares this file's offset, which must not move under it.
+        return os.pread(self._log.fileno(), 1 << 20, 0)
+
+    def stop(self, timeout: float = 30) -> bytes:
+        """SIGTERM (as a container runtime does), wait, and return everything it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=timeout)
+        self._log.seek(0)
+        output = self._log.read()
+        self._log.close()
+        return output
+
+
 @contextmanager
 def running_server(
     python: Path, args: list[str], env: dict[str, str], port: int
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Start the service as a process; stop it with SIGTERM (as a container runtime does)."""
-    process = subprocess.Popen(
-        [str(python), *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+) -> Iterator[tuple[str, ServerProcess]]:
+    """Start the service, wait until it is healthy; stop it on the way out."""
+    server = ServerProcess(python, args, env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(base)
-        yield base, process
+        yield base, server
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        server.stop()
 
 
 PROBLEM = "application/problem+json"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,7 +73,7 @@ async def test_reader_page_reads_and_replies_across_origins(
     args = ["-m", "app", "serve", "--no-migrate"]
     seen: list[str] = []
     with (
-        running_server(Path(sys.executable), args, env, api_port) as (api, _),
+        running_server(Path(sys.executable), args, env, api_port) as (api, server),
         static_site(ROOT / "examples" / "reader", page_port) as site,
     ):
         assert site == page_origin
@@ -101,11 +102,15 @@ async def test_reader_page_reads_and_replies_across_origins(
                 await page.get_by_role("button", name="Post Comment").click()
                 result = page.locator("#result")
                 # Wait for the answer, whatever it is, so a failure shows what the page said.
-                await page.wait_for_function(
-                    "() => { const t = document.getElementById('result').textContent;"
-                    " return t && t !== 'Posting…'; }",
-                    timeout=45_000,
-                )
+                try:
+                    await page.wait_for_function(
+                        "() => { const t = document.getElementById('result').textContent;"
+                        " return t && t !== 'Posting…'; }",
+                        timeout=45_000,
+                    )
+                except PlaywrightTimeout:
+                    log = server.output_so_far().decode(errors="replace")[-3000:]
+                    raise AssertionError(f"no answer to the reply; server said:\n{log}") from None
                 assert await result.inner_text() == "Your comment is awaiting moderation."
                 seen.append(await page.content())
                 seen.append(await page.locator("body").inner_text())

@@ -9,12 +9,12 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,7 +28,7 @@ from app.main import create_app
 from app.users.models import Role
 from tests.conftest import make_settings
 from tests.factories import bearer, make_article, make_token, make_user
-from tests.support import ROOT, free_port, wait_until_healthy
+from tests.support import ServerProcess, free_port, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -204,20 +204,12 @@ async def test_redis_down_falls_back_to_local_limits(
     assert any("Redis unavailable" in r.getMessage() for r in caplog.records)
 
 
-def _serve(env: dict[str, str], workers: int = 1) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(env: dict[str, str], workers: int = 1) -> tuple[ServerProcess, str]:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--no-migrate"],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            **env,
-            "PORT": str(port),
-            "WORKERS": str(workers),
-            "LOG_LEVEL": "WARNING",
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    process = ServerProcess(
+        Path(sys.executable),
+        ["-m", "app", "serve", "--no-migrate"],
+        {**os.environ, **env, "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "WARNING"},
     )
     base = f"http://127.0.0.1:{port}"
     wait_until_healthy(base)
@@ -252,7 +244,7 @@ async def test_sigterm_finishes_in_flight_requests_and_refuses_new_ones(
                 *(c.get(f"{base}/healthz") for _ in range(3)), return_exceptions=True
             )
     finally:
-        output, _ = process.communicate(timeout=30)
+        output = process.stop()
     # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status names it.
     assert process.returncode in (0, -signal.SIGTERM), output.decode(errors="replace")[-2000:]
     assert b"Traceback" not in output
@@ -287,8 +279,7 @@ async def test_a_slow_body_is_cut_off_and_does_not_hold_the_server(
         assert time.monotonic() - started < 4
         slow.close()
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=30)
+        process.stop()
 
 
 @pytest.mark.postgres_only
@@ -362,8 +353,7 @@ async def test_two_workers_keep_the_count_exact_under_parallel_posts_and_moderat
             )
             assert sorted(r.status_code for r in racers) == [200, 412]
     finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
+        output = process.stop()
     await session.commit()
     approved = await session.scalar(
         select(func.count())

@@ -6,11 +6,11 @@ operation (default 10); `make fuzz` runs many more."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
 
-from tests.support import ROOT, free_port, wait_until_healthy
+from tests.support import ROOT, ServerProcess, free_port, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
@@ -46,13 +46,7 @@ def fuzz_server(database_url: str) -> Iterator[tuple[str, str]]:
         "LOGIN_RATE_LIMIT": "10000/minute",
         "LOGIN_RATE_LIMIT_IP": "10000/minute",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--no-migrate"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    process = ServerProcess(Path(sys.executable), ["-m", "app", "serve", "--no-migrate"], env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(base)
@@ -86,8 +80,7 @@ def fuzz_server(database_url: str) -> Iterator[tuple[str, str]]:
         ).stdout.strip()
         yield base, issued
     finally:
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
+        output = process.stop()
         assert b"Traceback" not in output, output.decode(errors="replace")[-3000:]
         assert b"Warning" not in output, output.decode(errors="replace")[-3000:]
 
