@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -150,7 +150,6 @@ async def authenticate(session: AsyncSession, raw: str) -> Principal:
 
 
 async def optional_principal(
-    request: Request,
     session: SessionDep,
     raw: Annotated[str | None, Depends(oauth2_scheme)],
 ) -> Principal | None:
