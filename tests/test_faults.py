@@ -308,7 +308,10 @@ async def test_two_workers_keep_the_count_exact_under_parallel_posts_and_moderat
     )
     path = f"{base}/api/v1/articles/{article.id}/comments"
     try:
-        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as c:
+        # Fresh connections: a pooled keep-alive connection can be closed by the server at the
+        # very moment it is reused (a client-side race, not a server fault).
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as c:
 
             async def post(i: int) -> httpx.Response:
                 return await c.post(
