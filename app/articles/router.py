@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, Security, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security, status
 from starlette.responses import RedirectResponse
 
 from app.articles import service, views
@@ -19,11 +19,11 @@ from app.articles.schemas import (
     RevisionOut,
     RevisionSummary,
 )
-from app.core.config import Settings
+from app.core.config import app_settings
 from app.core.dates import day_bounds, parse_instant
 from app.core.db import SessionDep, utcnow
 from app.core.errors import InvalidInput
-from app.core.http_cache import check_if_match, http_date
+from app.core.http_cache import IfMatch, check_if_match, http_date
 from app.core.openapi import links, responses
 from app.core.pagination import Page, PageParams, page_count, page_params, set_page_headers
 from app.core.render import FieldsParam, json, parse_fields
@@ -33,16 +33,7 @@ from app.core.security import OptionalPrincipal, Principal, current_principal
 router = APIRouter(prefix="/api/v1/articles", tags=["articles"])
 
 Writer = Annotated[Principal, Security(current_principal, scopes=["articles:write"])]
-IfMatch = Annotated[
-    str | None,
-    Header(description="The ETag you read; a stale one is refused with 412."),
-]
 MAX_Q = 200
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def article_query(
@@ -103,7 +94,7 @@ def article_query(
         str | None, Query(max_length=500, description="From `next_cursor`: keyset paging.")
     ] = None,
 ) -> service.ArticleQuery:
-    zone = _settings(request).zone
+    zone = app_settings(request).zone
     query = service.ArticleQuery(
         category=category or [],
         category_all=category_all or [],
@@ -152,7 +143,7 @@ async def list_articles(
     `cursor` (from `next_cursor`, stays fast however deep). Links also go in `Link`."""
     wanted = parse_fields(fields, ArticleListItem)
     found = await service.list_articles(session, query, principal)
-    settings = _settings(request)
+    settings = app_settings(request)
     now = utcnow()
     response = json(
         Page[ArticleListItem](
@@ -187,7 +178,7 @@ async def _render_detail(
     model = ArticleAdmin if admin else ArticleDetail
     wanted = parse_fields(fields, model)
     around = await service.neighbours(session, article, now)
-    body = views.detail(article, around, _settings(request), now, admin=admin)
+    body = views.detail(article, around, app_settings(request), now, admin=admin)
     response = json(body, fields=wanted, version=article.version, status_code=status_code)
     response.headers["Last-Modified"] = http_date(article.updated_at)
     return response

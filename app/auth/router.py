@@ -9,6 +9,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.auth import service
 from app.auth.models import ApiToken
 from app.auth.schemas import AccessToken, ApiTokenCreate, ApiTokenCreated, ApiTokenPublic
+from app.core.config import app_settings
 from app.core.db import SessionDep
 from app.core.errors import NotFound, TooManyRequests, Unauthorized
 from app.core.net import client_ip
@@ -39,7 +40,7 @@ async def login(
 
     A wrong password, an unknown user and a deactivated account get the same answer.
     Failed attempts are rate limited per client address and user name."""
-    settings = request.app.state.settings
+    settings = app_settings(request)
     limiter = request.app.state.ratelimiter
     ip = client_ip(request)
     keys = [

@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security, status
+from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.categories import service
@@ -17,7 +17,7 @@ from app.categories.schemas import (
     CategoryUpdate,
 )
 from app.core.db import SessionDep
-from app.core.http_cache import check_if_match
+from app.core.http_cache import IfMatch, check_if_match
 from app.core.openapi import responses
 from app.core.pagination import MAX_PER_PAGE, Page, PageParams, set_page_headers
 from app.core.render import FieldsParam, json, parse_fields
@@ -27,12 +27,6 @@ from app.core.security import Principal, current_principal
 router = APIRouter(prefix="/api/v1/categories", tags=["categories"])
 
 EditorPrincipal = Annotated[Principal, Security(current_principal, scopes=["categories:write"])]
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match", description="The ETag of your copy; a write from a stale copy gets 412."
-    ),
-]
 
 
 def category_page_params(

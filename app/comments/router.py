@@ -23,7 +23,7 @@ from app.comments.schemas import (
     ErasureResult,
 )
 from app.core import idempotency, metrics
-from app.core.config import Settings
+from app.core.config import app_settings
 from app.core.db import SessionDep, utcnow
 from app.core.errors import Forbidden, NotFound, Unauthorized
 from app.core.http_cache import PRIVATE
@@ -56,11 +56,6 @@ IdempotencyKey = Annotated[
         description="Retrying with the same key returns the first answer and creates nothing.",
     ),
 ]
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 def _rate_headers(verdict: Verdict | None) -> dict[str, str]:
@@ -134,7 +129,7 @@ async def post_comment(
 
     Refused with 403 `comments-closed` when comments are closed, 429 (with `Retry-After`)
     when the same address or email posts again within seconds, 409 for an exact duplicate."""
-    settings = _settings(request)
+    settings = app_settings(request)
     scope = f"POST /articles/{article_id}/comments"
     fingerprint = idempotency.request_hash(data.model_dump(mode="json"))
     if idempotency_key is not None:
@@ -373,7 +368,7 @@ async def edit_comment(
     if data.status is not None:
         raise Forbidden("Only moderators change a comment's status.")
     if data.content is not None:
-        await service.edit_own(session, comment, data.content, _settings(request))
+        await service.edit_own(session, comment, data.content, app_settings(request))
         await session.commit()
     own = _own_view(comment)
     return json(

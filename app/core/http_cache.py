@@ -11,13 +11,22 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Annotated
 
+from fastapi import Header
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PreconditionFailed
 
 PRIVATE = "private, no-store"
+
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match", description="The ETag of your copy; a write from a stale copy gets 412."
+    ),
+]
 NO_STORE_PATHS = ("/healthz", "/readyz", "/metrics")
 
 

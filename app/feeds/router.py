@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import JSONResponse, Response
 
 from app.articles.models import Article
-from app.core.config import Settings
+from app.core.config import Settings, app_settings
 from app.core.db import SessionDep, utcnow
 from app.core.errors import NotFound
 from app.core.http_cache import http_date
@@ -68,11 +68,6 @@ def _documented(media_type: str, description: str, *errors: int) -> dict[int | s
     }
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 def _respond(body: bytes, media_type: str, last_modified: datetime | None) -> Response:
     headers = {"Cache-Control": CACHE_CONTROL}
     if last_modified is not None:
@@ -93,7 +88,7 @@ async def _feed(
     build: Builder,
     media_type: str,
 ) -> Response:
-    settings = _settings(request)
+    settings = app_settings(request)
     where = await service.feed_filter(session, category, tag)
     articles = await service.latest(session, where, limit=settings.feed_items, now=utcnow())
     # The self link names the filters as validated, not whatever else the query carried.
@@ -169,7 +164,7 @@ XML_UTF8 = f"{XML_TYPE}; charset=utf-8"
 async def sitemap_index(request: Request, session: SessionDep) -> Response:
     """Lists the article sitemaps (`/sitemaps/articles-1.xml`, `-2`, …, up to 10,000 URLs
     each) and the Google News sitemap. Built from a count, whatever the number of articles."""
-    settings = _settings(request)
+    settings = app_settings(request)
     summary = await service.sitemap_summary(session, utcnow())
     pages = service.page_count(summary.articles, service.SITEMAP_PAGE_SIZE)
     locations = [f"{settings.site_url}/sitemaps/articles-{n}.xml" for n in range(1, pages + 1)]
@@ -194,7 +189,7 @@ async def sitemap_page(
     if not items:
         raise NotFound(f"No sitemap page {page}.")
     newest = max(item.last_change for item in items)
-    return _respond(builders.urlset(_settings(request), items), XML_UTF8, newest)
+    return _respond(builders.urlset(app_settings(request), items), XML_UTF8, newest)
 
 
 @router.get(
@@ -208,4 +203,4 @@ async def news_sitemap(request: Request, session: SessionDep) -> Response:
     the publication's name and language, the publication date and the title."""
     items = await service.news(session, utcnow())
     newest = max((item.last_change for item in items), default=None)
-    return _respond(builders.news_urlset(_settings(request), items), XML_UTF8, newest)
+    return _respond(builders.news_urlset(app_settings(request), items), XML_UTF8, newest)

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from app.core.config import Settings
+from app.core.config import app_settings
 from app.core.db import SessionDep
 from app.core.http_cache import PRIVATE
 from app.core.openapi import responses
@@ -23,7 +23,7 @@ Token = Annotated[
 async def _unsubscribe(request: Request, session: SessionDep, token: str) -> HTMLResponse:
     await service.unsubscribe(session, token)
     await session.commit()
-    settings: Settings = request.app.state.settings
+    settings = app_settings(request)
     site = escape(settings.site_name)
     page = (
         "<!doctype html><html><head><meta charset=utf-8>"

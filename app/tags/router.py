@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security, status
+from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import SessionDep
-from app.core.http_cache import check_if_match
+from app.core.http_cache import IfMatch, check_if_match
 from app.core.openapi import responses
 from app.core.pagination import Page, PageParams, page_params, set_page_headers
 from app.core.render import FieldsParam, json, parse_fields
@@ -19,12 +19,6 @@ from app.tags.schemas import TagCreate, TagPublic, TagUpdate
 router = APIRouter(prefix="/api/v1/tags", tags=["tags"])
 
 EditorPrincipal = Annotated[Principal, Security(current_principal, scopes=["categories:write"])]
-IfMatch = Annotated[
-    str | None,
-    Header(
-        alias="If-Match", description="The ETag of your copy; a write from a stale copy gets 412."
-    ),
-]
 
 
 async def _tag(session: SessionDep, tag_id: IdPath) -> Tag:

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
 
-from app.core.config import Settings
+from app.core.config import app_settings
 from app.core.db import SessionDep
 from app.core.openapi import responses
 from app.core.pagination import Page, PageParams, page_params, set_page_headers
@@ -25,11 +25,6 @@ from app.webhooks.schemas import (
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 Admin = Annotated[Principal, Security(current_principal, scopes=["webhooks:manage"])]
-
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def _webhook(session: SessionDep, _: Admin, webhook_id: IdPath) -> Webhook:
@@ -54,7 +49,7 @@ async def create_webhook(
     only here (headers `Webhook-Id`, `Webhook-Timestamp`, `Webhook-Signature: v1=<hex>`;
     see the README). A URL on a private, loopback, link-local, multicast, reserved or
     unspecified address is a 422."""
-    hook = await service.create(session, data, _settings(request))
+    hook = await service.create(session, data, app_settings(request))
     await session.commit()
     response.headers["Location"] = f"/api/v1/webhooks/{hook.id}"
     return WebhookCreated(**WebhookOut.model_validate(hook).model_dump(), secret=hook.secret)
@@ -101,7 +96,7 @@ async def update_webhook(
     """Only the fields sent change; a new `url` is checked like a new webhook's."""
     # The fields sent, as validated (a dump would re-serialise the URL).
     changes = {name: getattr(data, name) for name in data.model_fields_set}
-    await service.update(session, hook, changes, _settings(request))
+    await service.update(session, hook, changes, app_settings(request))
     await session.commit()
     return WebhookOut.model_validate(hook)
 
