@@ -14,6 +14,7 @@ from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from app.articles import queries
+from app.articles.memo import ListingMemo
 from app.articles.router import router as articles_router
 from app.auth.router import router as auth_router
 from app.categories.router import router as categories_router
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.engine = engine
+        app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.ratelimiter = RateLimiter(settings)
         worker = outbox_worker.start(app.state.sessionmaker, settings)
@@ -117,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.settings = settings
+    app.state.listing_memo = ListingMemo()
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)

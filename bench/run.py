@@ -1020,7 +1020,7 @@ def suite(args: argparse.Namespace) -> int:
     rss: dict[str, list[float]] = {}
     info: dict[str, Any] = {}
     try:
-        for mode in ("warm", "cold"):
+        for mode in [m for m in ("warm", "cold") if m in args.modes.split(",")]:
             mode_rows, mode_rss, mode_info = run_mode(wrk, database_url, fx, mode, keys)
             rows += mode_rows
             rss[mode] = mode_rss
@@ -1182,6 +1182,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("suite", help="every scenario, warm and cold (the default)")
     run.add_argument("--output", type=Path, default=RESULTS / "latest.md")
     run.add_argument("--only", help="comma-separated scenario keys: " + ",".join(SCENARIO_KEYS))
+    run.add_argument("--modes", default="warm,cold", help="warm, cold or both (default)")
     grow = sub.add_parser("growth", help="list page 1 and detail at several database sizes")
     grow.add_argument("--sizes", default="10000,100000")
     args = parser.parse_args(argv)
@@ -1190,7 +1191,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "growth":
         return growth(args)
     if args.command is None:
-        args.only, args.output = None, RESULTS / "latest.md"
+        args.only, args.output, args.modes = None, RESULTS / "latest.md", "warm,cold"
     return suite(args)
 
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security, status
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import RedirectResponse
 
-from app.articles import service, views
+from app.articles import reads, service, views
 from app.articles.models import Article
 from app.articles.schemas import (
     ArticleAdmin,
@@ -21,7 +23,7 @@ from app.articles.schemas import (
 )
 from app.core.config import app_settings
 from app.core.dates import day_bounds, parse_instant
-from app.core.db import SessionDep, utcnow
+from app.core.db import SessionDep, read_only, utcnow
 from app.core.errors import InvalidInput
 from app.core.http_cache import IfMatch, check_if_match, http_date
 from app.core.openapi import links, responses
@@ -36,7 +38,7 @@ Writer = Annotated[Principal, Security(current_principal, scopes=["articles:writ
 MAX_Q = 200
 
 
-def article_query(
+async def article_query(
     request: Request,
     params: Annotated[PageParams, Depends(page_params)],
     category: Annotated[
@@ -142,7 +144,12 @@ async def list_articles(
     repeated filter means any of its values. Page with `page` + `per_page`, or walk with
     `cursor` (from `next_cursor`, stays fast however deep). Links also go in `Link`."""
     wanted = parse_fields(fields, ArticleListItem)
-    found = await service.list_articles(session, query, principal)
+    memo = request.app.state.listing_memo
+
+    async def listing(db: AsyncConnection) -> service.ArticlePage:
+        return await service.list_articles(db, query, principal, memo)
+
+    found = await read_only(request, listing)
     settings = app_settings(request)
     now = utcnow()
     response = json(
@@ -165,6 +172,22 @@ async def list_articles(
     return response
 
 
+def _detail_response(
+    request: Request,
+    article: service.Shown,
+    around: service.Neighbours | reads.Surroundings,
+    now: datetime,
+    *,
+    admin: bool,
+    wanted: set[str] | None,
+    status_code: int = 200,
+) -> Response:
+    body = views.detail(article, around, app_settings(request), now, admin=admin)
+    response = json(body, fields=wanted, version=article.version, status_code=status_code)
+    response.headers["Last-Modified"] = http_date(article.updated_at)
+    return response
+
+
 async def _render_detail(
     request: Request,
     session: SessionDep,
@@ -174,14 +197,33 @@ async def _render_detail(
     status_code: int = 200,
 ) -> Response:
     now = utcnow()
-    admin = principal is not None and principal.can("articles:read")
-    model = ArticleAdmin if admin else ArticleDetail
-    wanted = parse_fields(fields, model)
+    admin = _sees_drafts(principal)
+    wanted = parse_fields(fields, ArticleAdmin if admin else ArticleDetail)
     around = await service.neighbours(session, article, now)
-    body = views.detail(article, around, app_settings(request), now, admin=admin)
-    response = json(body, fields=wanted, version=article.version, status_code=status_code)
-    response.headers["Last-Modified"] = http_date(article.updated_at)
-    return response
+    return _detail_response(
+        request, article, around, now, admin=admin, wanted=wanted, status_code=status_code
+    )
+
+
+def _sees_drafts(principal: Principal | None) -> bool:
+    return principal is not None and principal.can("articles:read")
+
+
+async def _public_detail(
+    request: Request, fields: str | None, *, by: str, key: int | str
+) -> Response | None:
+    """The reader's page through the read path; None when no public article has this key."""
+    wanted = parse_fields(fields, ArticleDetail)
+    now = utcnow()
+
+    async def page(db: AsyncConnection) -> tuple[reads.ArticleRow, reads.Surroundings] | None:
+        article = await reads.public_article(db, now, by=by, key=key)
+        return None if article is None else (article, await reads.complete(db, article, now))
+
+    found = await read_only(request, page)
+    if found is None:
+        return None
+    return _detail_response(request, *found, now, admin=False, wanted=wanted)
 
 
 async def _readable(session: SessionDep, principal: Principal | None, article_id: int) -> Article:
@@ -207,6 +249,10 @@ async def read_by_slug(
     fields: FieldsParam = None,
 ) -> Response:
     """An old slug answers 301 to the article's current address."""
+    if not _sees_drafts(principal):
+        found = await _public_detail(request, fields, by="slug", key=slug)
+        if found is not None:
+            return found
     article_id, current = await service.id_by_slug(session, slug)
     article = await _readable(session, principal, article_id)
     if current is not None:
@@ -228,6 +274,11 @@ async def read_by_number(
     number: IdPath,
     fields: FieldsParam = None,
 ) -> Response:
+    if not _sees_drafts(principal):
+        found = await _public_detail(request, fields, by="number", key=number)
+        if found is None:
+            raise service.hidden(f"number {number}")
+        return found
     article = await _readable(session, principal, await service.id_by_number(session, number))
     return await _render_detail(request, session, article, principal, fields)
 
@@ -248,6 +299,11 @@ async def read_article(
 ) -> Response:
     """The whole article with breadcrumbs, tags, corrections and its neighbours. Token
     holders who may read drafts get the editing view (with `version`)."""
+    if not _sees_drafts(principal):
+        found = await _public_detail(request, fields, by="id", key=article_id)
+        if found is None:
+            raise service.hidden(article_id)
+        return found
     article = await _readable(session, principal, article_id)
     return await _render_detail(request, session, article, principal, fields)
 

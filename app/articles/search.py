@@ -51,9 +51,7 @@ async def unindex(session: AsyncSession, article_id: int) -> None:
         )
 
 
-def apply(
-    query: Select[Article], q: str, dialect: str
-) -> tuple[Select[Article], ColumnElement[float]]:
+def apply(query: Select[Any], q: str, dialect: str) -> tuple[Select[Any], ColumnElement[float]]:
     """Restrict `query` to matches of `q`; returns it with a relevance score (higher = better)."""
     if dialect == "postgresql":
         tsquery = func.websearch_to_tsquery(literal_column(f"'{SEARCH_CONFIG}'"), q)

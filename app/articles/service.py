@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import (
-    Select,
     and_,
     delete,
     func,
@@ -23,11 +23,12 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.articles import search
+from app.articles import reads, search
+from app.articles.memo import ListingMemo, ListingState
 from app.articles.models import (
     Article,
     ArticleSlug,
@@ -39,6 +40,7 @@ from app.articles.models import (
     article_tags,
 )
 from app.articles.queries import LIVE, is_public
+from app.articles.reads import ArticleRow
 from app.articles.schemas import ArticleCreate, ArticleUpdate, CorrectionCreate
 from app.categories import service as categories
 from app.categories.models import Category
@@ -54,6 +56,15 @@ from app.tags.models import Tag
 from app.users.models import User
 
 MAX_SLUG = 200
+# An article as shown: an ORM object, or a row from the read path.
+Shown = Article | ArticleRow
+# Offsets from which a page is found by a remembered keyset position instead of OFFSET.
+DEEP_OFFSET = 1000
+# Relevance ranks the newest matches (a news search's reader wants this year's story, and
+# ranking every match reads every match's text); older matches follow, newest first.
+RELEVANCE_WINDOW = 200
+# Orders whose keys only change with the listing generation (updated_at moves without it).
+STABLE_ORDERS = ("-published_at", "published_at", "title")
 REVISED_FIELDS = ("title", "kicker", "excerpt", "body")
 LIST_OPTIONS = (
     # To-one relations join in the same query; collections load in one more query each.
@@ -71,13 +82,13 @@ DETAIL_OPTIONS = (
 # --- visibility and permissions --------------------------------------------------------
 
 
-def is_live(article: Article, now: datetime) -> bool:
+def is_live(article: Shown, now: datetime) -> bool:
     return (
         article.status in LIVE and article.published_at is not None and article.published_at <= now
     )
 
 
-def public_status(article: Article, now: datetime) -> ArticleStatus:
+def public_status(article: Shown, now: datetime) -> ArticleStatus:
     """What readers are told: a scheduled article whose time has come is published."""
     if article.status == ArticleStatus.scheduled and is_live(article, now):
         return ArticleStatus.published
@@ -92,13 +103,13 @@ def _reads_unpublished(principal: Principal | None, article: Article) -> bool:
     )
 
 
-def _hidden(article_id: int | str) -> NotFound:
+def hidden(article_id: int | str) -> NotFound:
     return NotFound(f"No article {article_id}.")
 
 
 def ensure_readable(article: Article, principal: Principal | None, now: datetime) -> None:
     if not (is_live(article, now) or _reads_unpublished(principal, article)):
-        raise _hidden(article.id)
+        raise hidden(article.id)
 
 
 def ensure_writable(article: Article, principal: Principal, now: datetime) -> None:
@@ -108,7 +119,7 @@ def ensure_writable(article: Article, principal: Principal, now: datetime) -> No
         return
     if is_live(article, now):
         raise Forbidden("Authors may change only their own articles.")
-    raise _hidden(article.id)
+    raise hidden(article.id)
 
 
 # --- reading one -----------------------------------------------------------------------
@@ -122,7 +133,7 @@ async def load(session: AsyncSession, article_id: int, *, detail: bool = True) -
         .execution_options(populate_existing=True)
     )
     if article is None:
-        raise _hidden(article_id)
+        raise hidden(article_id)
     return article
 
 
@@ -139,14 +150,14 @@ async def id_by_slug(session: AsyncSession, slug: str) -> tuple[int, str | None]
         )
     ).first()
     if row is None:
-        raise _hidden(slug)
+        raise hidden(slug)
     return row[0], row[1]
 
 
 async def id_by_number(session: AsyncSession, number: int) -> int:
     found = await session.scalar(select(Article.id).where(Article.number == number))
     if found is None:
-        raise _hidden(f"number {number}")
+        raise hidden(f"number {number}")
     return found
 
 
@@ -542,12 +553,16 @@ def _has_tags(slugs: list[str]) -> ColumnElement[bool]:
 
 
 async def _category_conditions(
-    session: AsyncSession, query: ArticleQuery
+    db: AsyncConnection, query: ArticleQuery, memo: ListingMemo, state: ListingState, now: datetime
 ) -> list[ColumnElement[bool]]:
-    wanted = {*query.category, *query.category_all, *query.category_exclude}
+    wanted = sorted({*query.category, *query.category_all, *query.category_exclude})
     if not wanted:
         return []
-    trees = await categories.descendant_ids(session, sorted(wanted))
+
+    async def resolve() -> dict[str, set[int]]:
+        return await categories.descendant_ids(db, wanted)
+
+    trees = await memo.get(state, ("trees", tuple(wanted)), now, resolve)
     conditions: list[ColumnElement[bool]] = []
     if query.category:
         ids = set().union(*(trees.get(s, set()) for s in query.category))
@@ -628,16 +643,20 @@ def _decode_cursor(cursor: str, order: str) -> tuple[Any, int]:
 
 @dataclass(frozen=True, slots=True)
 class ArticlePage:
-    items: list[Article]
+    items: list[ArticleRow]
     total: int
     next_cursor: str | None
 
 
 async def list_articles(
-    session: AsyncSession,
+    db: AsyncConnection,
     query: ArticleQuery,
     principal: Principal | None,
+    memo: ListingMemo,
 ) -> ArticlePage:
+    """One page of a listing, read through the read path (`reads`). The total, the category
+    trees and positions deep in the list come from `memo` while the listing generation and
+    the clock allow (see `app.articles.memo`)."""
     now = utcnow()
     order = query.order or ("relevance" if query.q else "-published_at")
     if order == "relevance" and not query.q:
@@ -648,9 +667,9 @@ async def list_articles(
             field="cursor",
             location="query",
         )
-
+    state = await memo.state(db, now)
     conditions = _status_conditions(query, principal, now)
-    conditions += await _category_conditions(session, query)
+    conditions += await _category_conditions(db, query, memo, state, now)
     if query.tag:
         conditions.append(_has_tags(query.tag))
     conditions += [_has_tags([slug]) for slug in query.tag_all]
@@ -667,34 +686,91 @@ async def list_articles(
     if query.number is not None:
         conditions.append(Article.number == query.number)
 
-    base: Select[Article] = select(Article).where(*conditions)
+    matching = select(Article.id).where(*conditions)
+    page = reads.list_select(*conditions)
     score: ColumnElement[float] | None = None
     if query.q:
-        base, score = search.apply(base, query.q, dialect_of(session))
-    total = await session.scalar(select(func.count()).select_from(base.subquery())) or 0
+        page, _ = search.apply(page, query.q, db.dialect.name)
+        matching, score = search.apply(matching, query.q, db.dialect.name)
+    listing = _listing_key(query, principal)
 
-    page = base.options(*LIST_OPTIONS)
+    async def count() -> int:
+        return (await db.scalar(select(func.count()).select_from(matching.subquery()))) or 0
+
+    total = await memo.get(state, ("total", listing), now, count)
+
+    offset = 0 if query.cursor else query.offset
     if order == "relevance":
         assert score is not None
-        page = page.order_by(score.desc(), Article.published_at.desc(), Article.id.desc())
-        key = None
+        newest, _ = _sort_key("-published_at", query.status is None)
+        recency = (newest.desc(), Article.id.desc())
+
+        async def rank_window() -> tuple[list[int], tuple[Any, int] | None]:
+            window = (
+                matching.add_columns(newest.label("at"), score.label("score"))
+                .order_by(*recency)
+                .limit(RELEVANCE_WINDOW)
+                .subquery()
+            )
+            found = (
+                await db.execute(
+                    select(window.c.id, window.c.at).order_by(
+                        window.c.score.desc(), window.c.at.desc(), window.c.id.desc()
+                    )
+                )
+            ).all()
+            if len(found) < RELEVANCE_WINDOW:
+                return [row.id for row in found], None
+            oldest = min(found, key=lambda row: (row.at, row.id))
+            return [row.id for row in found], (oldest.at, oldest.id)
+
+        ranked, edge = await memo.get(state, ("ranked", listing), now, rank_window)
+        chosen = ranked[offset : offset + query.limit + 1]
+        rows = []
+        if chosen:
+            # Known matches (the memo is exact for this generation): fetched by key alone.
+            picked = await db.execute(reads.list_select(Article.id.in_(chosen)))
+            by_id = {row.id: row for row in picked}
+            rows = [by_id[i] for i in chosen if i in by_id]
+        if edge is not None and (need := query.limit + 1 - len(chosen)) > 0:
+            outside = page.where(tuple_(newest, Article.id) < tuple_(*edge)).order_by(*recency)
+            skip = max(0, offset - len(ranked))
+            rows += (await db.execute(outside.offset(skip).limit(need))).all()
+        return ArticlePage(await reads.rows_with_tags(db, rows[: query.limit]), total, None)
     else:
         key, descending = _sort_key(order, query.status is None)
+        position = tuple_(key, Article.id)
+        mark: tuple[Any, int] | None = None
         if query.cursor:
-            value, after_id = _decode_cursor(query.cursor, order)
-            position = tuple_(key, Article.id)
-            mark = tuple_(value, after_id)
-            page = page.where(position < mark if descending else position > mark)
+            mark = _decode_cursor(query.cursor, order)
+        elif offset >= DEEP_OFFSET and order in STABLE_ORDERS:
+            # Deep in a list, find where the page starts once per generation (an index-only
+            # walk of the keys), then read the page by keyset like a cursor does.
+            ordered = (key.desc(), Article.id.desc()) if descending else (key, Article.id)
+
+            async def boundary() -> tuple[Any, int] | None:
+                row = (
+                    await db.execute(
+                        matching.add_columns(key).order_by(*ordered).offset(offset - 1).limit(1)
+                    )
+                ).first()
+                return None if row is None else (row[1], row[0])
+
+            mark = await memo.get(state, ("at", listing, order, offset), now, boundary)
+            if mark is None:
+                return ArticlePage([], total, None)
+            offset = 0
+        if mark is not None:
+            value, after_id = mark
+            bound = tuple_(value, after_id)
+            page = page.where(position < bound if descending else position > bound)
         page = page.order_by(
             *((key.desc(), Article.id.desc()) if descending else (key, Article.id))
         )
-    if not query.cursor:
-        page = page.offset(query.offset)
-    rows = list((await session.scalars(page.limit(query.limit + 1))).unique())
-    more = len(rows) > query.limit
-    items = rows[: query.limit]
+    rows = (await db.execute(page.offset(offset).limit(query.limit + 1))).all()
+    items = await reads.rows_with_tags(db, rows[: query.limit])
     next_cursor = None
-    if more and key is not None and items:
+    if len(rows) > query.limit and key is not None and items:
         last = items[-1]
         next_cursor = encode_cursor(
             order, _cursor_value(last, order, query.status is None), last.id
@@ -702,7 +778,30 @@ async def list_articles(
     return ArticlePage(items, total, next_cursor)
 
 
-def _cursor_value(article: Article, order: str, public_only: bool) -> Any:
+def _listing_key(query: ArticleQuery, principal: Principal | None) -> Hashable:
+    """What decides a listing's membership: its filters, and whose drafts it may include."""
+    viewer = None
+    if query.status is not None and principal is not None and not principal.sees_all_articles:
+        viewer = principal.user.id
+    return (
+        tuple(query.category),
+        tuple(query.category_all),
+        tuple(query.category_exclude),
+        tuple(query.tag),
+        tuple(query.tag_all),
+        tuple(query.tag_exclude),
+        tuple(query.author),
+        query.after,
+        query.since,
+        query.before,
+        query.number,
+        query.q,
+        query.status,
+        viewer,
+    )
+
+
+def _cursor_value(article: Shown, order: str, public_only: bool) -> Any:
     if order == "title":
         return article.title
     if order == "-updated_at":
@@ -712,7 +811,7 @@ def _cursor_value(article: Article, order: str, public_only: bool) -> Any:
     return moment.isoformat()
 
 
-def comments_close_at(article: Article, settings: Settings) -> datetime | None:
+def comments_close_at(article: Shown, settings: Settings) -> datetime | None:
     if article.comments_close_at is not None:
         return article.comments_close_at
     if settings.comments_close_after_days and article.published_at is not None:
@@ -720,7 +819,7 @@ def comments_close_at(article: Article, settings: Settings) -> datetime | None:
     return None
 
 
-def comments_open(article: Article, settings: Settings, now: datetime) -> bool:
+def comments_open(article: Shown, settings: Settings, now: datetime) -> bool:
     if article.comment_status != CommentStatus.open:
         return False
     closes = comments_close_at(article, settings)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.articles import service
-from app.articles.models import Article
+from app.articles import reads, service
 from app.articles.schemas import (
     ArticleAdmin,
     ArticleDetail,
@@ -21,7 +20,7 @@ from app.core.config import Settings
 from app.core.html import reading_minutes
 
 
-def _list_fields(article: Article, settings: Settings, now: datetime) -> dict[str, Any]:
+def _list_fields(article: service.Shown, settings: Settings, now: datetime) -> dict[str, Any]:
     return {
         "id": article.id,
         "number": article.number,
@@ -49,13 +48,13 @@ def _list_fields(article: Article, settings: Settings, now: datetime) -> dict[st
     }
 
 
-def list_item(article: Article, settings: Settings, now: datetime) -> ArticleListItem:
+def list_item(article: service.Shown, settings: Settings, now: datetime) -> ArticleListItem:
     return ArticleListItem.model_construct(**_list_fields(article, settings, now))
 
 
 def detail(
-    article: Article,
-    around: service.Neighbours,
+    article: service.Shown,
+    around: service.Neighbours | reads.Surroundings,
     settings: Settings,
     now: datetime,
     *,

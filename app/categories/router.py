@@ -29,7 +29,7 @@ router = APIRouter(prefix="/api/v1/categories", tags=["categories"])
 EditorPrincipal = Annotated[Principal, Security(current_principal, scopes=["categories:write"])]
 
 
-def category_page_params(
+async def category_page_params(
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
     per_page: Annotated[
         int, Query(ge=1, le=MAX_PER_PAGE, description="Items per page (1–100).")

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Integer, case, func, inspect, literal_colu
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.articles.models import Article, article_categories
 from app.articles.queries import is_public
@@ -112,7 +112,7 @@ async def path(session: AsyncSession, category: Category) -> list[Category]:
     return list(rows)
 
 
-async def _tree(session: AsyncSession) -> tuple[dict[str, int], _Children]:
+async def _tree(session: AsyncSession | AsyncConnection) -> tuple[dict[str, int], _Children]:
     """The whole tree's shape in one query: ids by slug, and child ids by parent id."""
     rows = await session.execute(select(Category.id, Category.slug, Category.parent_id))
     ids_by_slug: dict[str, int] = {}
@@ -134,7 +134,9 @@ def _subtree(children_of: _Children, root: int) -> set[int]:
     return found
 
 
-async def descendant_ids(session: AsyncSession, slugs: list[str]) -> dict[str, set[int]]:
+async def descendant_ids(
+    session: AsyncSession | AsyncConnection, slugs: list[str]
+) -> dict[str, set[int]]:
     """For each slug, the ids of that category and all below it; an unknown slug maps to an
     empty set. Filters such as "articles in World" use it to include "World > Asia"."""
     ids_by_slug, children_of = await _tree(session)

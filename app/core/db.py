@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -62,7 +63,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # Search structures that are dialect-specific, so they live in the migrations only.
-_MIGRATION_ONLY_TABLES = ("articles_fts",)
+_MIGRATION_ONLY_TABLES = ("articles_fts", "listing_generation")
 _MIGRATION_ONLY_COLUMNS = {("articles", "search_vector")}
 _MIGRATION_ONLY_INDEXES = {"ix_articles_search_vector"}
 
@@ -110,7 +111,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.db_pool_pre_ping,
         connect_args={
             "timeout": settings.db_connect_timeout,
             "server_settings": server_settings,
@@ -144,3 +145,21 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+T = TypeVar("T")
+
+
+async def read_only(request: Request, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """Run `work`, which only reads, on an autocommit connection: no BEGIN and ROLLBACK round
+    trips (each statement sees committed data, as it would in a READ COMMITTED transaction).
+    A pooled connection the database has dropped fails on first use; reads are safe to
+    repeat, so that happens once, invisibly, on a fresh connection."""
+    engine: AsyncEngine = request.app.state.read_engine
+    for attempt in (1, 2):
+        try:
+            async with engine.connect() as connection:
+                return await work(connection)
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
