@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, column, func, select, table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.articles.models import Article
-from app.articles.queries import LIVE
+from app.articles.queries import LIVE_STATUS
 from app.core.db import UTCDateTime
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ _NOW = bindparam("now", type_=UTCDateTime())
 _STATE = select(
     _generation.c.value,
     select(func.min(_a.published_at))
-    .where(_a.status.in_(LIVE), _a.published_at > _NOW)
+    .where(LIVE_STATUS, _a.published_at > _NOW)
     .scalar_subquery()
     .label("next_due"),
 ).where(_generation.c.id == 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article, ArticleStatus
@@ -12,10 +12,15 @@ from app.articles.models import Article, ArticleStatus
 # Scheduled articles are public from their `published_at` on, with no job flipping a flag:
 # visibility is decided here, at query time.
 LIVE = (ArticleStatus.published, ArticleStatus.scheduled)
+# The statuses are written into the SQL, not sent as parameters: PostgreSQL can then match
+# the partial index on public articles in a generic (prepared once) plan as well.
+LIVE_STATUS: ColumnElement[bool] = Article.__table__.c.status.in_(
+    bindparam("live_statuses", list(LIVE), expanding=True, literal_execute=True)
+)
 
 
 def is_public(now: datetime) -> ColumnElement[bool]:
-    return and_(Article.status.in_(LIVE), Article.published_at <= now)
+    return and_(LIVE_STATUS, Article.published_at <= now)
 
 
 async def next_scheduled(session: AsyncSession, now: datetime) -> datetime | None:

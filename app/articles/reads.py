@@ -41,7 +41,7 @@ from app.articles.models import (
     article_categories,
     article_tags,
 )
-from app.articles.queries import LIVE
+from app.articles.queries import LIVE_STATUS
 from app.categories.models import Category
 from app.categories.service import MAX_DEPTH
 from app.core.db import UTCDateTime
@@ -155,7 +155,7 @@ _NOW = bindparam("now", type_=UTCDateTime())
 
 
 def _public(now: ColumnElement[datetime]) -> ColumnElement[bool]:
-    return _a.status.in_(LIVE) & (_a.published_at <= now)
+    return LIVE_STATUS & (_a.published_at <= now)
 
 
 def list_select(*conditions: ColumnElement[bool]) -> Select[Any]:

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         "it costs about a third of a cheap request, reads already retry once on a connection "
         "the database dropped, and a write on one answers 503 with Retry-After.",
     )
+    db_generic_plans: bool = Field(
+        True,
+        description="PostgreSQL plan_cache_mode=force_generic_plan: each prepared statement "
+        "is planned once per connection instead of on every execution (planning cost more "
+        "than running the public read queries). Turn off if a query's plan suffers.",
+    )
     db_statement_timeout_ms: int = Field(
         10_000, ge=0, description="PostgreSQL statement_timeout for every connection; 0 = none."
     )

@@ -106,6 +106,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
     server_settings = {"application_name": "newsroom-api"}
     if settings.db_statement_timeout_ms:
         server_settings["statement_timeout"] = str(settings.db_statement_timeout_ms)
+    if settings.db_generic_plans:
+        server_settings["plan_cache_mode"] = "force_generic_plan"
     return create_async_engine(
         url,
         pool_size=settings.db_pool_size,
@@ -136,12 +138,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     try:
         yield session
     finally:
-        try:
-            await session.close()
-        except DBAPIError as exc:
-            # The connection died after the answer was decided (often after it was sent):
-            # the pool drops it; there is nothing left to tell the client.
-            log.warning("database session closed on a dead connection: %s", type(exc).__name__)
+        # A session the route never used (the read path has its own connection) holds
+        # nothing: closing it would only cost time.
+        if session.in_transaction() or session.identity_map:
+            try:
+                await session.close()
+            except DBAPIError as exc:
+                # The connection died after the answer was decided (often after it was
+                # sent): the pool drops it; there is nothing left to tell the client.
+                log.warning("database session closed on a dead connection: %s", type(exc).__name__)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
