@@ -133,3 +133,26 @@ class TestCorsConfigured:
     async def test_other_origins_stay_refused(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in response.headers
+
+
+def test_made_up_request_ids_are_unique_across_forked_workers() -> None:
+    """Request ids come from a per-process random prefix and a counter (no system call per
+    request); a worker forked from a parent must not repeat the parent's ids."""
+    import os
+
+    from app.core.middleware import new_request_id
+
+    parent = [new_request_id() for _ in range(3)]
+    assert len(set(parent)) == 3
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in parent)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report one id and leave at once
+        os.write(write_end, new_request_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.close(write_end)
+    assert len(child) == 32
+    assert child[:20] != parent[0][:20]

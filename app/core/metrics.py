@@ -57,6 +57,8 @@ def comment_outcome(outcome: str) -> None:
 
 
 Table = list[tuple[re.Pattern[str], set[str] | None, str]]
+# Unrouted paths whose route template is remembered (the memo is dropped when full).
+SEEN_PATHS = 10_000
 
 
 def _route_table(app: Any) -> Table:
@@ -98,15 +100,24 @@ class MetricsMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.table: Table | None = None
+        self.seen: dict[tuple[str, str], str] = {}
 
     def _route(self, scope: Scope) -> str:
         route = scope.get("route")
         if route is not None:
             return str(route.path)
-        # Not routed (refused by a middleware, or served from the response cache): match here.
-        if self.table is None:
-            self.table = _route_table(scope.get("app"))
-        return _match(self.table, scope["method"], scope["path"])
+        # Not routed (refused by a middleware, or served from the response cache): match
+        # here, remembering the answer for paths seen often (cache hits repeat).
+        key = (scope["method"], scope["path"])
+        found = self.seen.get(key)
+        if found is None:
+            if self.table is None:
+                self.table = _route_table(scope.get("app"))
+            found = _match(self.table, *key)
+            if len(self.seen) >= SEEN_PATHS:
+                self.seen.clear()
+            self.seen[key] = found
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,7 +142,6 @@ class MetricsMiddleware:
             LATENCY.labels(*labels).observe(time.perf_counter() - started)
             if method == "POST" and route == COMMENT_POST and 400 <= status < 500:
                 comment_outcome("rejected")
-            _observe_pool(scope.get("app"))
 
 
 def _registry() -> CollectorRegistry:
