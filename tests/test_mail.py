@@ -313,6 +313,39 @@ class TestReplyMail:
         assert_problem(await client.get("/api/v1/comments/unsubscribe"), 422)
 
 
+class TestReplyMailOnPosting:
+    """A reply approved as it is posted is announced by the post itself."""
+
+    @pytest.fixture
+    def settings_overrides(self, inbox: Inbox) -> dict[str, Any]:
+        return {**QUIET, "comment_moderation": "none", "smtp_url": f"smtp://127.0.0.1:{inbox.port}"}
+
+    async def test_the_reply_is_announced_once_and_its_link_unsubscribes(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        inbox: Inbox,
+        article: Article,
+    ) -> None:
+        asker = "early@example.com"
+        first = await client.post(
+            comments_url(article), json=reply(author_email=asker, notify_replies=True)
+        )
+        assert first.json()["status"] == "approved"
+        answer = await client.post(comments_url(article), json=reply(parent_id=first.json()["id"]))
+        assert answer.json()["status"] == "approved"
+        await send_all(app)
+        (mail,) = inbox.to(asker)
+        # The link's token is found through the digest the post stored on the reply.
+        parts = urlsplit(mail["List-Unsubscribe"].strip("<>"))
+        response = await client.get(f"{parts.path}?{parts.query}")
+        assert response.status_code == 200, response.text
+        await session.commit()
+        wish = select(Comment.notify_replies).where(Comment.id == first.json()["id"])
+        assert await session.scalar(wish) is False
+
+
 class TestSmtpDown:
     @pytest.fixture
     def settings_overrides(self) -> dict[str, Any]:

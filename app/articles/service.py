@@ -58,6 +58,21 @@ from app.users.models import User
 MAX_SLUG = 200
 # An article as shown: an ORM object, or a row from the read path.
 Shown = Article | ArticleRow
+
+
+class Visibility(Protocol):
+    """What decides whether an article is public and open to comments."""
+
+    @property
+    def status(self) -> ArticleStatus: ...
+    @property
+    def published_at(self) -> datetime | None: ...
+    @property
+    def comment_status(self) -> CommentStatus: ...
+    @property
+    def comments_close_at(self) -> datetime | None: ...
+
+
 # Offsets from which a page is found by a remembered keyset position instead of OFFSET.
 DEEP_OFFSET = 1000
 # Relevance ranks the newest matches (a news search's reader wants this year's story, and
@@ -82,7 +97,7 @@ DETAIL_OPTIONS = (
 # --- visibility and permissions --------------------------------------------------------
 
 
-def is_live(article: Shown, now: datetime) -> bool:
+def is_live(article: Visibility, now: datetime) -> bool:
     return (
         article.status in LIVE and article.published_at is not None and article.published_at <= now
     )
@@ -811,7 +826,7 @@ def _cursor_value(article: Shown, order: str, public_only: bool) -> Any:
     return moment.isoformat()
 
 
-def comments_close_at(article: Shown, settings: Settings) -> datetime | None:
+def comments_close_at(article: Visibility, settings: Settings) -> datetime | None:
     if article.comments_close_at is not None:
         return article.comments_close_at
     if settings.comments_close_after_days and article.published_at is not None:
@@ -819,7 +834,7 @@ def comments_close_at(article: Shown, settings: Settings) -> datetime | None:
     return None
 
 
-def comments_open(article: Shown, settings: Settings, now: datetime) -> bool:
+def comments_open(article: Visibility, settings: Settings, now: datetime) -> bool:
     if article.comment_status != CommentStatus.open:
         return False
     closes = comments_close_at(article, settings)

@@ -57,7 +57,7 @@ async def login(
     user = await service.login(session, form.username, form.password)
     if user is None:
         for rule, key in keys:
-            await limiter.hit(rule, *key)
+            await limiter.count(rule, *key)
         raise Unauthorized("Wrong username or password.")
     requested = form.scopes or None
     lifetime = timedelta(minutes=settings.access_token_minutes)

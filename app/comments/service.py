@@ -5,19 +5,33 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from ipaddress import ip_address, ip_network
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    Text,
+    bindparam,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from app.articles import service as articles
-from app.articles.models import Article
+from app.articles.models import Article, ArticleStatus, CommentStatus
 from app.comments.models import Comment, CommentState
 from app.comments.schemas import CommentCreate
+from app.core import driver
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import (
@@ -50,9 +64,10 @@ class EditWindowClosed(DomainError):
 
 
 async def lock_articles(session: AsyncSession, article_ids: Iterable[int]) -> None:
-    """Take the articles' row locks first, always in id order: concurrent posts and
-    moderation on one article then recount one after another (no lost update, no
-    deadlock). SQLite serialises writers anyway and ignores FOR UPDATE."""
+    """Take the articles' row locks first, always in id order: concurrent moderation on one
+    article then recounts one after another, and posts (which count +1 under the same lock)
+    wait their turn (no lost update, no deadlock). SQLite serialises writers anyway and
+    ignores FOR UPDATE."""
     ids = sorted(set(article_ids))
     if ids:
         await session.execute(
@@ -110,22 +125,25 @@ async def check_limits(limiter: RateLimiter, settings: Settings, *, ip: str, ema
             )
     if settings.comment_flood_seconds:
         rule = f"1/{settings.comment_flood_seconds} seconds"
-        await limiter.hit(rule, "flood-ip", ip)
-        await limiter.hit(rule, "flood-email", email)
+        await limiter.count(rule, "flood-ip", ip)
+        await limiter.count(rule, "flood-email", email)
     if settings.comment_rate_limit:
         hourly = await limiter.hit(settings.comment_rate_limit, "comments-ip", ip)
     return Limits(hourly=hourly)
 
 
 def _blocked(data: CommentCreate, ip: str, settings: Settings) -> bool:
-    text = f"{data.author_name}\n{data.author_url or ''}\n{data.content}".casefold()
-    if any(word.casefold() in text for word in settings.comment_blocklist_words if word):
-        return True
+    if settings.comment_blocklist_words:
+        text = f"{data.author_name}\n{data.author_url or ''}\n{data.content}".casefold()
+        if any(word.casefold() in text for word in settings.comment_blocklist_words if word):
+            return True
     email = data.author_email
     for entry in settings.comment_blocklist_emails:
         entry = entry.lower()
         if email == entry or (entry.startswith("@") and email.endswith(entry)):
             return True
+    if not settings.comment_blocklist_ips:
+        return False
     try:
         address = ip_address(ip)
     except ValueError:
@@ -139,9 +157,11 @@ def _blocked(data: CommentCreate, ip: str, settings: Settings) -> bool:
     return False
 
 
-async def _initial_status(
-    session: AsyncSession, data: CommentCreate, html: str, ip: str, settings: Settings
+def _initial_status(
+    data: CommentCreate, html: str, ip: str, settings: Settings, *, known: bool
 ) -> CommentState:
+    """`known`: the author already has an approved comment (asked for by `prepare` when
+    moderation is "known")."""
     if data.website or _blocked(data, ip, settings):
         return CommentState.spam
     if count_links(html) > settings.comment_max_links:
@@ -151,12 +171,7 @@ async def _initial_status(
             return CommentState.approved
         case "all":
             return CommentState.pending
-    known = await session.scalar(
-        select(Comment.id)
-        .where(Comment.author_email == data.author_email, Comment.status == CommentState.approved)
-        .limit(1)
-    )
-    return CommentState.approved if known is not None else CommentState.pending
+    return CommentState.approved if known else CommentState.pending
 
 
 def _hash(token: str) -> str:
@@ -169,43 +184,257 @@ class Placement:
     parent_id: int | None
     root_id: int | None
     depth: int
+    # The author already has an approved comment (only asked when moderation is "known").
+    known: bool = False
+
+
+def _placement_query(ask_known: bool) -> Select[*tuple[Any, ...]]:
+    """Every check before the rate limits in one round trip: the article (is it public,
+    are comments open), the parent, an exact duplicate and, for "known" moderation, whether
+    the author already has an approved comment. Core, not ORM: this runs on every post."""
+    parent = aliased(Comment, name="parent")
+    article_id = bindparam("article_id", type_=Integer)
+    email = bindparam("email", type_=String)
+    duplicate = (
+        select(Comment.id)
+        .where(
+            Comment.article_id == article_id,
+            Comment.author_email == email,
+            Comment.content_source == bindparam("content", type_=Text),
+        )
+        .exists()
+    )
+    known = (
+        select(Comment.id)
+        .where(Comment.author_email == email, Comment.status == CommentState.approved)
+        .exists()
+        if ask_known
+        else false()
+    )
+    return (
+        select(
+            Article.status,
+            Article.published_at,
+            Article.comment_status,
+            Article.comments_close_at,
+            parent.article_id,
+            parent.status,
+            parent.depth,
+            parent.root_id,
+            duplicate,
+            known,
+        )
+        .outerjoin(parent, parent.id == bindparam("parent_id", type_=Integer))
+        .where(Article.id == article_id)
+    )
+
+
+_PLACEMENT = {ask: _placement_query(ask) for ask in (False, True)}
+# The same on PostgreSQL, for the driver: $1 article, $2 email, $3 content, $4 parent.
+_PG_PLACEMENT_SQL = """SELECT a.status, a.published_at, a.comment_status, a.comments_close_at,
+    p.article_id, p.status, p.depth, p.root_id,
+    EXISTS (
+        SELECT FROM comments AS d
+        WHERE d.article_id = $1 AND d.author_email = $2 AND d.content_source = $3
+    ),
+    {known}
+FROM articles AS a LEFT JOIN comments AS p ON p.id = $4
+WHERE a.id = $1"""
+_PG_KNOWN = "EXISTS (SELECT FROM comments AS k WHERE k.author_email = $2 AND k.status = 'approved')"
+_PG_PLACEMENT = {
+    ask: _PG_PLACEMENT_SQL.format(known=_PG_KNOWN if ask else "false") for ask in (False, True)
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _ArticleState:
+    """What `articles.is_live` and `articles.comments_open` read of an article."""
+
+    status: ArticleStatus
+    published_at: datetime | None
+    comment_status: CommentStatus
+    comments_close_at: datetime | None
 
 
 async def prepare(
     session: AsyncSession, article_id: int, data: CommentCreate, settings: Settings
 ) -> Placement:
     """Every check that does not depend on the client's rate: where the comment goes, and
-    whether it may go there at all."""
+    whether it may go there at all. One read, in or out of a transaction."""
     now = utcnow()
-    article = await session.get(Article, article_id)
-    if article is None or not articles.is_live(article, now):
+    connection = await session.connection()
+    ask_known = settings.comment_moderation == "known"
+    row: Any
+    if connection.dialect.name == "postgresql":
+        row = await driver.fetchrow(
+            connection,
+            _PG_PLACEMENT[ask_known],
+            article_id,
+            data.author_email,
+            data.content,
+            data.parent_id,
+        )
+    else:
+        params = {
+            "article_id": article_id,
+            "parent_id": data.parent_id,
+            "email": data.author_email,
+            "content": data.content,
+        }
+        row = (await connection.execute(_PLACEMENT[ask_known], params)).first()
+    if row is None:
+        raise NotFound(f"No article {article_id}.")
+    status, published_at, comment_status, closes_at, *parent, duplicate, known = row
+    # The articles service decides visibility from these four columns (no ORM object).
+    article = _ArticleState(
+        ArticleStatus(status), published_at, CommentStatus(comment_status), closes_at
+    )
+    if not articles.is_live(article, now):
         raise NotFound(f"No article {article_id}.")
     if not articles.comments_open(article, settings, now):
         raise CommentsClosed("Comments on this article are closed.")
     depth, root_id = 0, None
     if data.parent_id is not None:
-        parent = await session.get(Comment, data.parent_id)
-        if (
-            parent is None
-            or parent.article_id != article_id
-            or parent.status != CommentState.approved
-        ):
+        parent_article, parent_status, parent_depth, parent_root = parent
+        if parent_article != article_id or parent_status != CommentState.approved:
             raise InvalidInput("Reply to a visible comment on the same article.", field="parent_id")
-        depth, root_id = parent.depth + 1, parent.root_id
+        depth, root_id = parent_depth + 1, parent_root
         if depth >= settings.comment_max_depth:
             raise InvalidInput(
                 f"Replies nest at most {settings.comment_max_depth} levels.", field="parent_id"
             )
-    duplicate = await session.scalar(
-        select(Comment.id).where(
-            Comment.article_id == article_id,
-            Comment.author_email == data.author_email,
-            Comment.content_source == data.content,
-        )
-    )
-    if duplicate is not None:
+    if duplicate:
         raise Conflict("You already said that.", field="content")
-    return Placement(article_id, data.parent_id, root_id, depth)
+    return Placement(article_id, data.parent_id, root_id, depth, known=bool(known))
+
+
+# PostgreSQL: lock the article row (as `lock_articles` does; when the comment is approved,
+# by the UPDATE that counts it, exact under the lock), take the new id and insert the
+# comment, its root_id its own id when it starts a thread: one statement, one round trip.
+# An article deleted since `prepare` inserts nothing.
+_PG_LOCK = "SELECT id FROM articles WHERE id = $1 FOR UPDATE"
+_PG_COUNT = "UPDATE articles SET comment_count = comment_count + 1 WHERE id = $1 RETURNING id"
+_PG_INSERT = """WITH article AS ({article})
+INSERT INTO comments (
+    id, article_id, parent_id, root_id, depth, status, author_name, author_email,
+    author_url, content_source, content_html, ip_address, user_agent, created_at,
+    updated_at, edit_token_hash, edit_expires_at, notify_replies
+)
+SELECT new.id, article.id, $2::integer, coalesce($3::integer, new.id), $4::integer,
+    $5::text, $6::text, $7::text, $8::text, $9::text, $10::text, $11::text, $12::text,
+    $13::timestamptz, $13::timestamptz, $14::text, $15::timestamptz, $16::boolean
+FROM article, (SELECT nextval(pg_get_serial_sequence('comments', 'id'))::integer AS id) AS new
+RETURNING id"""
+_PG_INSERT_PENDING = _PG_INSERT.format(article=_PG_LOCK)
+_PG_INSERT_COUNTED = _PG_INSERT.format(article=_PG_COUNT)
+
+
+async def _insert(session: AsyncSession, comment: Comment) -> int | None:
+    """Store the new comment and, when approved, count it on its article; returns its id
+    (None when the article has gone)."""
+    connection = await session.connection()
+    counted = comment.status == CommentState.approved
+    if connection.dialect.name == "postgresql":
+        sql = _PG_INSERT_COUNTED if counted else _PG_INSERT_PENDING
+        args = (
+            comment.article_id,
+            comment.parent_id,
+            comment.root_id,
+            comment.depth,
+            comment.status.value,
+            comment.author_name,
+            comment.author_email,
+            comment.author_url,
+            comment.content_source,
+            comment.content_html,
+            comment.ip_address,
+            comment.user_agent,
+            comment.created_at,
+            comment.edit_token_hash,
+            comment.edit_expires_at,
+            comment.notify_replies,
+        )
+        if driver.autocommit(connection):
+            # Nothing else to write with it: one statement, atomic on its own.
+            return cast(int | None, await driver.fetchval(connection, sql, *args))
+        # In the caller's transaction, which SQLAlchemy may not have begun yet.
+        return (await connection.exec_driver_sql(sql, args)).scalar()
+    # Elsewhere (SQLite): the same steps, statement by statement.
+    await lock_articles(session, [comment.article_id])
+    result = await connection.execute(
+        insert(Comment).values({column: getattr(comment, column) for column in _STORED})
+    )
+    (comment_id,) = result.inserted_primary_key or (None,)
+    if comment_id is None:
+        return None
+    if comment.root_id is None:
+        await connection.execute(
+            update(Comment).where(Comment.id == comment_id).values(root_id=comment_id)
+        )
+    if counted:
+        await connection.execute(
+            update(Article)
+            .where(Article.id == comment.article_id)
+            .values(comment_count=Article.comment_count + 1)
+        )
+    return int(comment_id)
+
+
+_STORED = (
+    "article_id", "parent_id", "root_id", "depth", "status", "author_name", "author_email",
+    "author_url", "content_source", "content_html", "ip_address", "user_agent", "created_at",
+    "updated_at", "edit_token_hash", "edit_expires_at", "notify_replies",
+)  # fmt: skip
+
+
+def compose(
+    place: Placement, data: CommentCreate, *, ip: str, user_agent: str | None, settings: Settings
+) -> tuple[Comment, str]:
+    """The comment to store (its moderation status decided), with its one-time edit token."""
+    now = utcnow()
+    html = render_comment(data.content)
+    token = secrets.token_urlsafe(24)
+    comment = Comment(
+        article_id=place.article_id,
+        parent_id=place.parent_id,
+        root_id=place.root_id,
+        depth=place.depth,
+        status=_initial_status(data, html, ip, settings, known=place.known),
+        author_name=data.author_name,
+        author_email=data.author_email,
+        author_url=data.author_url,
+        content_source=data.content,
+        content_html=html,
+        ip_address=ip,
+        user_agent=user_agent,
+        created_at=now,
+        updated_at=now,
+        edit_token_hash=_hash(token),
+        edit_expires_at=now + timedelta(minutes=settings.comment_edit_minutes),
+        notify_replies=data.notify_replies,
+        unsubscribe_token_hash=None,
+        anonymised_at=None,
+    )
+    return comment, token
+
+
+async def save(session: AsyncSession, comment: Comment, settings: Settings) -> Comment:
+    """Store a composed comment (counted on its article when approved) and queue what its
+    posting means to others (`events.comment_posted`)."""
+    comment_id = await _insert(session, comment)
+    if comment_id is None:
+        raise NotFound(f"No article {comment.article_id}.")
+    comment.id = comment_id
+    if comment.root_id is None:
+        comment.root_id = comment_id
+    if events.comment_posted_writes(comment, settings):
+        # Stored by a Core statement: the session takes it as loaded, so what the events
+        # change on it is written by the next flush.
+        make_transient_to_detached(comment)
+        session.add(comment)
+        await events.comment_posted(session, comment, settings)
+        await session.flush()
+    return comment
 
 
 async def store(
@@ -218,38 +447,8 @@ async def store(
     settings: Settings,
 ) -> tuple[Comment, str]:
     """Store a prepared comment; returns it with its one-time edit token."""
-    now = utcnow()
-    html = render_comment(data.content)
-    status = await _initial_status(session, data, html, ip, settings)
-    token = secrets.token_urlsafe(24)
-    await lock_articles(session, [place.article_id])
-    comment = Comment(
-        article_id=place.article_id,
-        parent_id=place.parent_id,
-        root_id=place.root_id,
-        depth=place.depth,
-        status=status,
-        author_name=data.author_name,
-        author_email=data.author_email,
-        author_url=data.author_url,
-        content_source=data.content,
-        content_html=html,
-        ip_address=ip,
-        user_agent=user_agent,
-        created_at=now,
-        updated_at=now,
-        edit_token_hash=_hash(token),
-        edit_expires_at=now + timedelta(minutes=settings.comment_edit_minutes),
-    )
-    session.add(comment)
-    await session.flush()
-    if comment.root_id is None:
-        comment.root_id = comment.id
-    if status == CommentState.approved:
-        await recount(session, [place.article_id])
-    await events.comment_posted(session, comment, data, settings)
-    await session.flush()
-    return comment, token
+    comment, token = compose(place, data, ip=ip, user_agent=user_agent, settings=settings)
+    return await save(session, comment, settings), token
 
 
 # --- the commenter's own comment ---------------------------------------------------------
@@ -422,66 +621,6 @@ async def moderation_queue(
         query.order_by(Comment.created_at.desc(), Comment.id.desc()).offset(offset).limit(limit)
     )
     return list(rows), total
-
-
-# --- reading threads ---------------------------------------------------------------------
-
-
-@dataclass
-class Node:
-    comment: Comment
-    visible: bool
-    replies: list[Node]
-
-    @property
-    def removed(self) -> bool:
-        return self.comment.status != CommentState.approved
-
-
-async def threads(
-    session: AsyncSession, article_id: int, *, offset: int, limit: int, newest_first: bool
-) -> tuple[list[Node], int]:
-    """A page of top-level threads that have something to show, each whole."""
-    approved_roots = select(Comment.root_id).where(
-        Comment.article_id == article_id, Comment.status == CommentState.approved
-    )
-    roots = select(Comment.id, Comment.created_at).where(
-        Comment.article_id == article_id,
-        Comment.parent_id.is_(None),
-        Comment.id.in_(approved_roots),
-    )
-    total = await session.scalar(select(func.count()).select_from(roots.subquery())) or 0
-    order = (
-        (Comment.created_at.desc(), Comment.id.desc())
-        if newest_first
-        else (
-            Comment.created_at,
-            Comment.id,
-        )
-    )
-    page_roots = [
-        row[0] for row in await session.execute(roots.order_by(*order).offset(offset).limit(limit))
-    ]
-    if not page_roots:
-        return [], total
-    rows = await session.scalars(
-        select(Comment)
-        .where(Comment.article_id == article_id, Comment.root_id.in_(page_roots))
-        .order_by(Comment.created_at, Comment.id)
-    )
-    children: dict[int | None, list[Comment]] = defaultdict(list)
-    for comment in rows:
-        children[comment.parent_id].append(comment)
-
-    def build(comment: Comment) -> Node:
-        replies = [build(child) for child in children.get(comment.id, [])]
-        replies = [r for r in replies if r.visible]
-        visible = comment.status == CommentState.approved or bool(replies)
-        return Node(comment, visible, replies)
-
-    by_id = {c.id: c for c in children[None]}
-    nodes = [build(by_id[root_id]) for root_id in page_roots if root_id in by_id]
-    return [n for n in nodes if n.visible], total
 
 
 # --- privacy -----------------------------------------------------------------------------

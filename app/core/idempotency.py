@@ -9,7 +9,7 @@ import hashlib
 from datetime import datetime, timedelta
 
 import orjson
-from sqlalchemy import LargeBinary, String, delete, select
+from sqlalchemy import LargeBinary, String, bindparam, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,23 +42,45 @@ async def lookup(
     session: AsyncSession, key: str, scope: str, fingerprint: str
 ) -> IdempotentResponse | None:
     """The stored answer for this key, if any. The same key with another body is a 422."""
-    stored = await session.scalar(
-        select(IdempotentResponse).where(
-            IdempotentResponse.key == key,
-            IdempotentResponse.scope == scope,
-            IdempotentResponse.created_at > utcnow() - KEY_LIFETIME,
+    connection = await session.connection()
+    row = (
+        await connection.execute(
+            _LOOKUP, {"key": key, "scope": scope, "since": utcnow() - KEY_LIFETIME}
         )
-    )
-    if stored is not None and stored.request_hash != fingerprint:
+    ).first()
+    if row is None:
+        return None
+    request_hash, status_code, body, location = row
+    if request_hash != fingerprint:
         raise InvalidInput(
             "This Idempotency-Key was used with a different request body.",
             field="Idempotency-Key",
             location="header",
         )
-    return stored
+    # A detached copy, for reading: Core, not an ORM load, on the hot path of a retry.
+    return IdempotentResponse(
+        key=key,
+        scope=scope,
+        request_hash=request_hash,
+        status_code=status_code,
+        body=body,
+        location=location,
+    )
 
 
-def remember(
+_LOOKUP = select(
+    IdempotentResponse.request_hash,
+    IdempotentResponse.status_code,
+    IdempotentResponse.body,
+    IdempotentResponse.location,
+).where(
+    IdempotentResponse.key == bindparam("key"),
+    IdempotentResponse.scope == bindparam("scope"),
+    IdempotentResponse.created_at > bindparam("since"),
+)
+
+
+async def remember(
     session: AsyncSession,
     key: str,
     scope: str,
@@ -68,14 +90,18 @@ def remember(
     body: bytes,
     location: str | None,
 ) -> None:
-    session.add(
-        IdempotentResponse(
+    """Store the answer in the caller's transaction. A concurrent request that stored the
+    same key first makes this (or the commit) raise IntegrityError."""
+    connection = await session.connection()
+    await connection.execute(
+        insert(IdempotentResponse).values(
             key=key,
             scope=scope,
             request_hash=fingerprint,
             status_code=status_code,
             body=body,
             location=location,
+            created_at=utcnow(),
         )
     )
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, MovingWindowSupport, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.storage import storage_from_string
 
@@ -56,13 +57,24 @@ class RateLimiter:
 
     async def check(self, rule: str | RateLimitItem, *key: str) -> Verdict:
         """Whether one more hit fits, without counting it."""
-        return await self._apply("test", rule, key)
+        verdict = await self._apply("test", rule, key)
+        assert verdict is not None
+        return verdict
 
     async def hit(self, rule: str | RateLimitItem, *key: str) -> Verdict:
         """Count one hit; `allowed` is False when it did not fit."""
-        return await self._apply("hit", rule, key)
+        verdict = await self._apply("hit", rule, key)
+        assert verdict is not None
+        return verdict
 
-    async def _apply(self, how: str, rule: str | RateLimitItem, key: tuple[str, ...]) -> Verdict:
+    async def count(self, rule: str | RateLimitItem, *key: str) -> None:
+        """Count one hit without reading back where it leaves the client: one round trip
+        to Redis instead of two."""
+        await self._apply("count", rule, key)
+
+    async def _apply(
+        self, how: str, rule: str | RateLimitItem, key: tuple[str, ...]
+    ) -> Verdict | None:
         item = parse(rule) if isinstance(rule, str) else rule
         strategy = self._strategy()
         try:
@@ -80,8 +92,20 @@ class RateLimiter:
     @staticmethod
     async def _verdict(
         strategy: MovingWindowRateLimiter, how: str, item: RateLimitItem, key: tuple[str, ...]
-    ) -> Verdict:
-        allowed = await (strategy.hit(item, *key) if how == "hit" else strategy.test(item, *key))
-        stats = await strategy.get_window_stats(item, *key)
-        reset_after = max(0, int(stats.reset_time - time.time()) + 1)
-        return Verdict(allowed, item.amount, stats.remaining, reset_after)
+    ) -> Verdict | None:
+        if how == "test":
+            # What `strategy.test` and `strategy.get_window_stats` each read: read it once.
+            storage = cast(MovingWindowSupport, strategy.storage)
+            window_start, hits = await storage.get_moving_window(
+                item.key_for(*key), item.amount, item.get_expiry()
+            )
+            allowed = hits <= item.amount - 1
+            reset_time, remaining = window_start + item.get_expiry(), item.amount - hits
+        else:
+            allowed = await strategy.hit(item, *key)
+            if how == "count":
+                return None
+            stats = await strategy.get_window_stats(item, *key)
+            reset_time, remaining = stats.reset_time, stats.remaining
+        reset_after = max(0, int(reset_time - time.time()) + 1)
+        return Verdict(allowed, item.amount, remaining, reset_after)

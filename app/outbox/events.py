@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.articles.models import Article
 from app.articles.queries import LIVE
 from app.comments.models import Comment, CommentState
-from app.comments.schemas import CommentCreate
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.feeds.builders import article_url
@@ -87,12 +86,17 @@ async def article_deleted(session: AsyncSession, article: Article) -> None:
         await webhooks.enqueue(session, "article.deleted", data, now=now)
 
 
-async def comment_posted(
-    session: AsyncSession, comment: Comment, data: CommentCreate, settings: Settings
-) -> None:
-    """After a reader's comment was stored: keep their notification wish; tell moderators
+def comment_posted_writes(comment: Comment, settings: Settings) -> bool:
+    """Whether `comment_posted` may write anything for this comment (when it may not, the
+    comment can be stored on its own, in one statement, with no transaction around it)."""
+    if comment.status == CommentState.approved:
+        return True  # webhooks
+    return comment.status == CommentState.pending and settings.smtp_url is not None
+
+
+async def comment_posted(session: AsyncSession, comment: Comment, settings: Settings) -> None:
+    """After a reader's comment was stored (with their notification wish): tell moderators
     of a held comment, or everyone concerned of an approved one."""
-    comment.notify_replies = data.notify_replies
     if comment.status == CommentState.approved:
         await _approved(session, comment, settings)
     elif comment.status == CommentState.pending:

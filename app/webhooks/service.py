@@ -92,18 +92,22 @@ async def remove(session: AsyncSession, hook: Webhook) -> None:
 # --- queueing ----------------------------------------------------------------------------
 
 
+_ACTIVE_HOOKS = (
+    select(Webhook.id, Webhook.events).where(Webhook.active.is_(True)).order_by(Webhook.id)
+)
+
+
 async def enqueue(
     session: AsyncSession, event: str, data: dict[str, Any], *, now: datetime | None = None
 ) -> list[Delivery]:
     """One delivery per active webhook that wants `event`, added to the caller's
     transaction: sent only if the change commits, and never lost once it has."""
     now = now or utcnow()
-    hooks = await session.scalars(
-        select(Webhook).where(Webhook.active.is_(True)).order_by(Webhook.id)
-    )
+    # Core, prebuilt: this runs with every approved comment.
+    hooks = await (await session.connection()).execute(_ACTIVE_HOOKS)
     deliveries = []
-    for hook in hooks:
-        if event not in hook.events:
+    for hook_id, events in hooks:
+        if event not in events:
             continue
         delivery_id = uuid.uuid4()
         body = {"id": str(delivery_id), "event": event, "occurred_at": rfc3339(now), "data": data}
@@ -111,7 +115,7 @@ async def enqueue(
             Delivery(
                 id=delivery_id,
                 kind=DeliveryKind.webhook,
-                webhook_id=hook.id,
+                webhook_id=hook_id,
                 event=event,
                 payload=orjson.dumps(body).decode(),
                 status=DeliveryStatus.pending,
