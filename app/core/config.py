@@ -45,10 +45,11 @@ class Settings(BaseSettings):
         "the database dropped, and a write on one answers 503 with Retry-After.",
     )
     db_generic_plans: bool = Field(
-        True,
+        False,
         description="PostgreSQL plan_cache_mode=force_generic_plan: each prepared statement "
-        "is planned once per connection instead of on every execution (planning cost more "
-        "than running the public read queries). Turn off if a query's plan suffers.",
+        "is planned once per connection instead of on every execution. Measured: an article "
+        "page and list page 1 gain about 0.5 ms of database time each, but a category "
+        "listing's generic plan is 5x slower than its custom one, so it is off by default.",
     )
     db_statement_timeout_ms: int = Field(
         10_000, ge=0, description="PostgreSQL statement_timeout for every connection; 0 = none."
