@@ -19,8 +19,9 @@ LIVE_STATUS: ColumnElement[bool] = Article.__table__.c.status.in_(
 )
 
 
-def is_public(now: datetime) -> ColumnElement[bool]:
-    return and_(LIVE_STATUS, Article.published_at <= now)
+def is_public(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """Public at `now`: a value, or a bound parameter in a statement built once."""
+    return and_(LIVE_STATUS, Article.__table__.c.published_at <= now)
 
 
 async def next_scheduled(session: AsyncSession, now: datetime) -> datetime | None:

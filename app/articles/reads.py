@@ -41,7 +41,7 @@ from app.articles.models import (
     article_categories,
     article_tags,
 )
-from app.articles.queries import LIVE_STATUS
+from app.articles.queries import is_public
 from app.categories.models import Category
 from app.categories.service import MAX_DEPTH
 from app.core.db import UTCDateTime
@@ -154,10 +154,6 @@ LIST_COLUMNS: tuple[Any, ...] = (*(_a[name] for name in _SCALARS), *_JOINED)
 _NOW = bindparam("now", type_=UTCDateTime())
 
 
-def _public(now: ColumnElement[datetime]) -> ColumnElement[bool]:
-    return LIVE_STATUS & (_a.published_at <= now)
-
-
 def list_select(*conditions: ColumnElement[bool]) -> Select[Any]:
     """The list-item columns of the articles matching `conditions` (order and limit to add)."""
     return select(*LIST_COLUMNS).select_from(_FROM).where(*conditions)
@@ -188,7 +184,7 @@ _DETAIL = (
         exists().where(_k.article_id == _a.id).correlate(_ARTICLES).label("has_corrections"),
     )
     .select_from(_FROM)
-    .where(_public(_NOW))
+    .where(is_public(_NOW))
 )
 _BY = {
     "id": _DETAIL.where(_a.id == bindparam("key", type_=Integer())),
@@ -263,7 +259,7 @@ def _surroundings_statement() -> Any:
     def neighbour(kind: str, newer: bool) -> Select[Any]:
         found = (
             select(literal(kind).label("kind"), literal(0).label("ord"), *link)
-            .where(_a.category_id == category_id, _public(_NOW))
+            .where(_a.category_id == category_id, is_public(_NOW))
             .where(key > here if newer else key < here)
             .order_by(
                 *((_a.published_at, _a.id) if newer else (_a.published_at.desc(), _a.id.desc()))
@@ -291,32 +287,52 @@ _CORRECTIONS = (
 )
 
 
-async def complete(db: AsyncConnection, article: ArticleRow, now: datetime) -> Surroundings:
-    """Fill in the article's tags, categories and corrections; return what surrounds it."""
+async def _surrounding(
+    db: AsyncConnection, article_id: int, category_id: int | None, published_at: Any, now: datetime
+) -> tuple[list[RefRow], list[RefRow], Surroundings]:
+    """(tags, categories, surroundings) of one article, from one statement."""
     rows = await db.execute(
         _SURROUNDINGS,
         {
-            "article_id": article.id,
-            "category_id": article.category_id,
-            "published_at": article.published_at,
+            "article_id": article_id,
+            "category_id": category_id,
+            "published_at": published_at,
             "now": now,
         },
     )
+    tags: list[RefRow] = []
+    categories: list[RefRow] = []
     crumbs: list[RefRow] = []
     around: dict[str, LinkRow] = {}
-    for kind, _ord, id_, name, slug, number, published_at in rows:
+    for kind, _ord, id_, name, slug, number, at in rows:
         if kind == "t":
-            article.tags.append(RefRow(id_, name, slug))
+            tags.append(RefRow(id_, name, slug))
         elif kind == "c":
-            article.categories.append(RefRow(id_, name, slug))
+            categories.append(RefRow(id_, name, slug))
         elif kind == "b":
             crumbs.append(RefRow(id_, name, slug))
         else:
-            around[kind] = LinkRow(id_, number, slug, name, published_at)
+            around[kind] = LinkRow(id_, number, slug, name, at)
+    return tags, categories, Surroundings(crumbs, around.get("p"), around.get("n"))
+
+
+async def complete(db: AsyncConnection, article: ArticleRow, now: datetime) -> Surroundings:
+    """Fill in the article's tags, categories and corrections; return what surrounds it."""
+    article.tags, article.categories, around = await _surrounding(
+        db, article.id, article.category_id, article.published_at, now
+    )
     if article.has_corrections:
         found = await db.execute(_CORRECTIONS, {"article_id": article.id})
         article.corrections = [CorrectionRow(*row) for row in found]
-    return Surroundings(crumbs, around.get("p"), around.get("n"))
+    return around
+
+
+async def surroundings(
+    db: AsyncConnection, article_id: int, category_id: int | None, published_at: Any, now: datetime
+) -> Surroundings:
+    """Breadcrumbs and public neighbours of any article (the editing view's, drafts too)."""
+    _tags, _categories, around = await _surrounding(db, article_id, category_id, published_at, now)
+    return around
 
 
 # --- lists ------------------------------------------------------------------------------

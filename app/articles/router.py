@@ -175,7 +175,7 @@ async def list_articles(
 def _detail_response(
     request: Request,
     article: service.Shown,
-    around: service.Neighbours | reads.Surroundings,
+    around: reads.Surroundings,
     now: datetime,
     *,
     admin: bool,
@@ -199,7 +199,10 @@ async def _render_detail(
     now = utcnow()
     admin = _sees_drafts(principal)
     wanted = parse_fields(fields, ArticleAdmin if admin else ArticleDetail)
-    around = await service.neighbours(session, article, now)
+    db = await session.connection()
+    around = await reads.surroundings(
+        db, article.id, article.category_id, article.published_at, now
+    )
     return _detail_response(
         request, article, around, now, admin=admin, wanted=wanted, status_code=status_code
     )

@@ -15,13 +15,11 @@ from sqlalchemy import (
     and_,
     delete,
     func,
-    literal,
     not_,
     or_,
     select,
     text,
     tuple_,
-    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
@@ -174,53 +172,6 @@ async def id_by_number(session: AsyncSession, number: int) -> int:
     if found is None:
         raise hidden(f"number {number}")
     return found
-
-
-class ArticleLinkRow(Protocol):
-    id: int
-    number: int
-    slug: str
-    title: str
-    published_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class Neighbours:
-    breadcrumbs: list[Category]
-    previous: ArticleLinkRow | None
-    next: ArticleLinkRow | None
-
-
-_LINK_COLUMNS = (Article.id, Article.number, Article.slug, Article.title, Article.published_at)
-
-
-async def neighbours(session: AsyncSession, article: Article, now: datetime) -> Neighbours:
-    """Breadcrumbs and the previous / next public article in the primary category (one
-    query for both neighbours, link columns only)."""
-    if article.category is None or article.published_at is None:
-        crumbs = await categories.path(session, article.category) if article.category else []
-        return Neighbours(crumbs, None, None)
-    key = tuple_(Article.published_at, Article.id)
-    here = tuple_(article.published_at, article.id)
-    base = select(*_LINK_COLUMNS).where(Article.category_id == article.category_id, is_public(now))
-    older = (
-        base.add_columns(literal(0).label("side"))
-        .where(key < here)
-        .order_by(Article.published_at.desc(), Article.id.desc())
-        .limit(1)
-        .subquery()
-    )
-    newer = (
-        base.add_columns(literal(1).label("side"))
-        .where(key > here)
-        .order_by(Article.published_at, Article.id)
-        .limit(1)
-        .subquery()
-    )
-    rows = await session.execute(union_all(select(older), select(newer)))
-    found: dict[int, ArticleLinkRow] = {row.side: row for row in rows}
-    crumbs = await categories.path(session, article.category)
-    return Neighbours(crumbs, found.get(0), found.get(1))
 
 
 # --- writing ---------------------------------------------------------------------------

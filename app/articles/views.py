@@ -54,7 +54,7 @@ def list_item(article: service.Shown, settings: Settings, now: datetime) -> Arti
 
 def detail(
     article: service.Shown,
-    around: service.Neighbours | reads.Surroundings,
+    around: reads.Surroundings,
     settings: Settings,
     now: datetime,
     *,

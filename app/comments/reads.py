@@ -12,7 +12,7 @@ from sqlalchemy import Integer, bindparam, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.articles.models import Article
-from app.articles.queries import LIVE_STATUS
+from app.articles.queries import is_public
 from app.comments.models import Comment, CommentState
 from app.core.db import UTCDateTime
 
@@ -21,11 +21,7 @@ _a = Article.__table__.c
 _ARTICLE = bindparam("article_id", type_=Integer())
 
 _PUBLIC_ARTICLE = select(
-    exists().where(
-        _a.id == _ARTICLE,
-        LIVE_STATUS,
-        _a.published_at <= bindparam("now", type_=UTCDateTime()),
-    )
+    exists().where(_a.id == _ARTICLE, is_public(bindparam("now", type_=UTCDateTime())))
 )
 # Top-level comments whose thread has something approved to show.
 _ROOTS = select(_c.id).where(
