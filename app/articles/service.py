@@ -79,14 +79,12 @@ RELEVANCE_WINDOW = 200
 # Orders whose keys only change with the listing generation (updated_at moves without it).
 STABLE_ORDERS = ("-published_at", "published_at", "title")
 REVISED_FIELDS = ("title", "kicker", "excerpt", "body")
-LIST_OPTIONS = (
-    # To-one relations join in the same query; collections load in one more query each.
+# The editing view's loads (readers' pages go through `reads`): to-one relations join in
+# the same query; collections load in one more query each.
+DETAIL_OPTIONS = (
     joinedload(Article.author),
     joinedload(Article.category),
     selectinload(Article.tags),
-)
-DETAIL_OPTIONS = (
-    *LIST_OPTIONS,
     selectinload(Article.categories),
     selectinload(Article.corrections),
 )
@@ -138,11 +136,11 @@ def ensure_writable(article: Article, principal: Principal, now: datetime) -> No
 # --- reading one -----------------------------------------------------------------------
 
 
-async def load(session: AsyncSession, article_id: int, *, detail: bool = True) -> Article:
+async def load(session: AsyncSession, article_id: int) -> Article:
     article = await session.scalar(
         select(Article)
         .where(Article.id == article_id)
-        .options(*(DETAIL_OPTIONS if detail else LIST_OPTIONS))
+        .options(*DETAIL_OPTIONS)
         .execution_options(populate_existing=True)
     )
     if article is None:
