@@ -701,40 +701,36 @@ async def list_articles(
             skip = max(0, offset - len(ranked))
             rows += (await db.execute(outside.offset(skip).limit(need))).all()
         return ArticlePage(await reads.rows_with_tags(db, rows[: query.limit]), total, None)
-    else:
-        key, descending = _sort_key(order, query.status is None)
-        position = tuple_(key, Article.id)
-        mark: tuple[Any, int] | None = None
-        if query.cursor:
-            mark = _decode_cursor(query.cursor, order)
-        elif offset >= DEEP_OFFSET and order in STABLE_ORDERS:
-            # Deep in a list, find where the page starts once per generation (an index-only
-            # walk of the keys), then read the page by keyset like a cursor does.
-            ordered = (key.desc(), Article.id.desc()) if descending else (key, Article.id)
 
-            async def boundary() -> tuple[Any, int] | None:
-                row = (
-                    await db.execute(
-                        matching.add_columns(key).order_by(*ordered).offset(offset - 1).limit(1)
-                    )
-                ).first()
-                return None if row is None else (row[1], row[0])
+    key, descending = _sort_key(order, query.status is None)
+    ordered = (key.desc(), Article.id.desc()) if descending else (key, Article.id)
+    mark: tuple[Any, int] | None = None
+    if query.cursor:
+        mark = _decode_cursor(query.cursor, order)
+    elif offset >= DEEP_OFFSET and order in STABLE_ORDERS:
+        # Deep in a list, find where the page starts once per generation (an index-only
+        # walk of the keys), then read the page by keyset like a cursor does.
 
-            mark = await memo.get(state, ("at", listing, order, offset), now, boundary)
-            if mark is None:
-                return ArticlePage([], total, None)
-            offset = 0
-        if mark is not None:
-            value, after_id = mark
-            bound = tuple_(value, after_id)
-            page = page.where(position < bound if descending else position > bound)
-        page = page.order_by(
-            *((key.desc(), Article.id.desc()) if descending else (key, Article.id))
-        )
+        async def boundary() -> tuple[Any, int] | None:
+            row = (
+                await db.execute(
+                    matching.add_columns(key).order_by(*ordered).offset(offset - 1).limit(1)
+                )
+            ).first()
+            return None if row is None else (row[1], row[0])
+
+        mark = await memo.get(state, ("at", listing, order, offset), now, boundary)
+        if mark is None:
+            return ArticlePage([], total, None)
+        offset = 0
+    if mark is not None:
+        position, bound = tuple_(key, Article.id), tuple_(*mark)
+        page = page.where(position < bound if descending else position > bound)
+    page = page.order_by(*ordered)
     rows = (await db.execute(page.offset(offset).limit(query.limit + 1))).all()
     items = await reads.rows_with_tags(db, rows[: query.limit])
     next_cursor = None
-    if len(rows) > query.limit and key is not None and items:
+    if len(rows) > query.limit and items:
         last = items[-1]
         next_cursor = encode_cursor(
             order, _cursor_value(last, order, query.status is None), last.id
