@@ -10,9 +10,10 @@ from typing import Annotated, TypeVar
 import typer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.cache.clock import KeyClock
+from app.cache.publish import Publisher, bind
 from app.core.config import get_settings
 from app.core.db import create_engine, create_sessionmaker
-from app.core.response_cache import Generation
 from app.users.models import Role
 
 cli = typer.Typer(help="Newsroom API administration.", no_args_is_help=True, add_completion=False)
@@ -26,15 +27,21 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     async def main() -> T:
         settings = get_settings()
         engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        # Running servers must not keep serving what this command changes: the keys its
+        # writes touch are invalidated as a server's would be (this machine's clock,
+        # PostgreSQL NOTIFY for the others, the CDN through the outbox).
+        clock = KeyClock(settings.cache_generation_file) if settings.response_cache else None
+        notify = clock is not None and not settings.is_sqlite
+        bind(sessionmaker, Publisher(clock, notify=notify, cdn=settings.cdn_purge != "none"))
         try:
-            async with create_sessionmaker(engine)() as session:
+            async with sessionmaker() as session:
                 result = await work(session)
                 await session.commit()
         finally:
             await engine.dispose()
-        if settings.response_cache:
-            # Running servers must not keep serving what this command just changed.
-            Generation(settings.cache_generation_file).bump()
+            if clock is not None:
+                clock.close()
         return result
 
     return asyncio.run(main())

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.articles import service as articles
 from app.articles.models import ArticleStatus
 from app.articles.schemas import ArticleCreate, CorrectionCreate
+from app.cache import keys
+from app.cache.publish import invalidate
 from app.categories.models import Category
 from app.comments import service as comments
 from app.comments.schemas import CommentCreate
@@ -127,6 +129,7 @@ async def _comments(session: AsyncSession, article_id: int) -> None:
 async def load_demo(session: AsyncSession) -> str:
     if await users.by_username(session, "admin") is not None:
         return "demo data already loaded"
+    invalidate(session, keys.ALL)
     await _user(session, "admin", Role.admin, "Site Admin")
     editor = await _user(session, "editor", Role.editor, "Desk Editor")
     author = await _user(session, "author", Role.author, "Staff Reporter")

@@ -3,30 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
-from app.articles import queries
+from app.articles import schedule
 from app.articles.memo import ListingMemo
 from app.articles.router import router as articles_router
 from app.auth.router import router as auth_router
+from app.cache.channel import Listener
+from app.cache.clock import KeyClock
+from app.cache.publish import Publisher
+from app.cache.publish import bind as bind_publisher
+from app.cache.store import AlwaysUp, EntryStore, ResponseCacheMiddleware, RouteTable
 from app.categories.router import router as categories_router
 from app.comments.router import privacy as privacy_router
 from app.comments.router import router as comments_router
 from app.core.config import Settings, get_settings
-from app.core.db import create_engine, create_sessionmaker, utcnow
+from app.core.db import create_engine, create_sessionmaker
 from app.core.docs import install_docs
 from app.core.errors import install_error_handlers
 from app.core.health import router as health_router
-from app.core.http_cache import HttpCacheMiddleware
+from app.core.http_cache import HttpCacheMiddleware, stale_directives
 from app.core.logging import configure_logging
 from app.core.metrics import MetricsMiddleware
 from app.core.metrics import process_exit as metrics_process_exit
@@ -34,7 +40,6 @@ from app.core.metrics import router as metrics_router
 from app.core.middleware import RequestContextMiddleware, RequestGuardMiddleware
 from app.core.openapi import problem_content, trimmed_variants
 from app.core.ratelimit import RateLimiter
-from app.core.response_cache import Generation, ResponseCacheMiddleware, watch_schedule
 from app.feeds.router import router as feeds_router
 from app.mail.router import router as mail_router
 from app.outbox import worker as outbox_worker
@@ -78,19 +83,33 @@ CACHED_PREFIXES = (
 )
 
 
-def _start_schedule_watch(app: FastAPI) -> asyncio.Task[None]:
-    sessionmaker = app.state.sessionmaker
-
-    async def next_scheduled() -> datetime | None:
-        async with sessionmaker() as session:
-            return await queries.next_scheduled(session, utcnow())
-
-    return asyncio.create_task(watch_schedule(next_scheduled, app.state.generation))
+async def _sweep(store: EntryStore) -> None:
+    """Expired entries free their memory even when no request comes to push them out."""
+    while True:
+        await asyncio.sleep(max(1.0, store.ttl / 2))
+        store.sweep(time.monotonic())
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
+    caching = settings.response_cache
+    clock = KeyClock(settings.cache_generation_file) if caching else None
+    store = (
+        EntryStore(
+            clock,
+            max_bytes=settings.response_cache_max_mb << 20,
+            ttl=settings.response_cache_ttl,
+        )
+        if clock is not None
+        else None
+    )
+    listener = (
+        Listener(settings.database_url, clock, connect_timeout=settings.db_connect_timeout)
+        if clock is not None and not settings.is_sqlite
+        else None
+    )
+    publisher = Publisher(clock, notify=listener is not None, cdn=settings.cdn_purge != "none")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,16 +118,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.ratelimiter = RateLimiter(settings)
-        worker = outbox_worker.start(app.state.sessionmaker, settings)
-        clock = _start_schedule_watch(app) if generation is not None else None
+        wake = asyncio.Event()
+        if publisher.cdn:
+            publisher.after.append(lambda _names: wake.set())
+        worker = outbox_worker.start(app.state.sessionmaker, settings, wake)
+        bind_publisher(app.state.sessionmaker, publisher)
+        tasks: list[asyncio.Task[None]] = []
+        if listener is not None:
+            tasks.append(asyncio.create_task(listener.run(), name="cache-listener"))
+            # Serve from the cache only once invalidations from elsewhere can be heard.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.db_connect_timeout):
+                    await listener.wait_first()
+        if store is not None:
+            tasks.append(asyncio.create_task(_sweep(store), name="cache-sweeper"))
+        if clock is not None or publisher.cdn:
+            watched = clock or KeyClock(settings.cache_generation_file)
+            tasks.append(
+                asyncio.create_task(
+                    schedule.watch(app.state.sessionmaker, watched), name="schedule-watch"
+                )
+            )
         # What is loaded by now (modules, routes, schemas) lives as long as the process:
         # out of the collector's generations, it is not walked again on every collection.
         gc.freeze()
         try:
             yield
         finally:
-            if clock is not None:
-                clock.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await outbox_worker.stop(worker)
             await engine.dispose()
             metrics_process_exit()
@@ -141,17 +180,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(feeds_router)
     app.include_router(webhooks_router)
 
-    generation = Generation(settings.cache_generation_file) if settings.response_cache else None
-    if generation is not None:
-        app.state.generation = generation
+    app.router.redirect_slashes = False  # done by the 404 handler, without the Host header
+    app.state.cache_clock = clock
+    app.state.cache_store = store
+    app.state.cache_listener = listener
+    app.state.cache_publisher = publisher
+    if store is not None:
         # Inside CORS (its headers depend on each request's Origin), outside everything else.
         app.add_middleware(
             ResponseCacheMiddleware,
-            generation=generation,
-            prefixes=CACHED_PREFIXES,
-            private_writes=("/api/v1/auth/", "/api/v1/tokens"),
-            max_entries=settings.response_cache_entries,
-            ttl=settings.response_cache_ttl,
+            store=store,
+            routes=RouteTable(app.routes, CACHED_PREFIXES),
+            channel=listener if listener is not None else AlwaysUp(),
         )
     app.add_middleware(
         CORSMiddleware,
@@ -169,7 +209,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         expose_headers=EXPOSED_HEADERS,
         max_age=600,
     )
-    app.add_middleware(HttpCacheMiddleware, public_max_age=settings.public_max_age)
+    app.add_middleware(
+        HttpCacheMiddleware,
+        public_max_age=settings.public_max_age,
+        stale=stale_directives(
+            settings.public_stale_while_revalidate, settings.public_stale_if_error
+        ),
+        surrogate_max_age=settings.cdn_max_age if publisher.cdn else 0,
+    )
     app.add_middleware(
         RequestGuardMiddleware,
         max_body=settings.max_body_bytes,

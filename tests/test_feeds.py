@@ -355,7 +355,9 @@ class TestCaching:
     ) -> None:
         response = await client.get(path)
         assert response.status_code == 200, response.text
-        assert response.headers["cache-control"] == "public, max-age=300"
+        assert response.headers["cache-control"] == (
+            "public, max-age=300, stale-while-revalidate=30, stale-if-error=86400"
+        )
         last_modified = parsedate_to_datetime(response.headers["last-modified"])
         newest = max(a.updated_at for a in three).replace(microsecond=0)
         assert last_modified == newest

@@ -1,129 +1,612 @@
-"""The response cache: fast reads that are never stale after a write returns."""
+"""The response cache: fast reads, invalidated by what a write changed and nothing more,
+never stale after a write returns, and not to be poisoned or blown up from outside."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
-from sqlalchemy import update
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article, ArticleStatus
+from app.cache import keys
+from app.cache.clock import KeyClock
 from app.core.db import utcnow
-from app.core.response_cache import Generation, watch_schedule
+from app.main import CACHED_PREFIXES, create_app
 from app.users.models import Role
-from tests.factories import bearer, make_article, make_token, make_user
+from tests.conftest import make_settings
+from tests.factories import (
+    bearer,
+    make_article,
+    make_category,
+    make_tag,
+    make_token,
+    make_user,
+)
+from tests.support import app_routes
+
+COMMENT = {"author_name": "Reader", "author_email": "r@example.com", "content": "hello"}
+
+
+def cache_settings(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    return {
+        "response_cache": True,
+        "cache_generation_file": tmp_path / "clock",
+        "comment_moderation": "none",
+        "comment_flood_seconds": 0,
+        "comment_rate_limit": "",
+        **overrides,
+    }
 
 
 @pytest.fixture
 def settings_overrides(tmp_path: Path) -> dict[str, Any]:
-    return {
-        "response_cache": True,
-        "cache_generation_file": tmp_path / "generation",
-        "comment_moderation": "none",
-        "comment_flood_seconds": 0,
-    }
+    return cache_settings(tmp_path)
 
 
-async def test_a_hit_is_served_without_touching_the_database(
+async def hit(client: httpx.AsyncClient, path: str, **kwargs: Any) -> bool:
+    """Read `path` (twice if needed to fill the entry); True when served from the cache."""
+    response = await client.get(path, **kwargs)
+    assert response.status_code == 200, response.text
+    return response.headers.get("x-cache") == "HIT"
+
+
+async def cached_then_changed_behind(
     client: httpx.AsyncClient, session: AsyncSession
-) -> None:
-    article = await make_article(session, await make_user(session), title="Cached")
-    first = await client.get(f"/api/v1/articles/{article.id}")
-    # Behind the app's back (no write through the API): a hit cannot notice.
-    await session.execute(update(Article).where(Article.id == article.id).values(title="Changed"))
-    await session.commit()
-    second = await client.get(f"/api/v1/articles/{article.id}")
-    assert second.json()["title"] == "Cached"
-    assert second.headers["etag"] == first.headers["etag"]
-    assert second.headers["x-request-id"] != first.headers["x-request-id"]
-    assert (
-        await client.get(
-            f"/api/v1/articles/{article.id}", headers={"If-None-Match": first.headers["etag"]}
-        )
-    ).status_code == 304
-
-
-async def test_a_write_through_the_api_is_seen_by_the_next_read(
-    client: httpx.AsyncClient, session: AsyncSession
-) -> None:
-    editor = await make_user(session, role=Role.editor)
-    token = await make_token(session, editor)
-    article = await make_article(session, editor, title="Before")
-    assert (await client.get("/api/v1/articles")).json()["items"][0]["title"] == "Before"
-    changed = await client.patch(
-        f"/api/v1/articles/{article.id}", json={"title": "After"}, headers=bearer(token)
-    )
-    assert changed.status_code == 200
-    assert (await client.get("/api/v1/articles")).json()["items"][0]["title"] == "After"
-    assert (await client.get(f"/api/v1/articles/{article.id}")).json()["title"] == "After"
-    unpublished = await client.patch(
-        f"/api/v1/articles/{article.id}", json={"status": "draft"}, headers=bearer(token)
-    )
-    assert unpublished.status_code == 200
-    assert (await client.get(f"/api/v1/articles/{article.id}")).status_code == 404
-    assert (await client.get("/api/v1/articles")).json()["items"] == []
-
-
-async def test_a_removed_comment_disappears_at_once(
-    client: httpx.AsyncClient, session: AsyncSession
-) -> None:
-    editor = await make_user(session, role=Role.editor)
-    token = await make_token(session, editor)
-    article = await make_article(session, editor)
-    path = f"/api/v1/articles/{article.id}/comments"
-    made = await client.post(
-        path, json={"author_name": "R", "author_email": "r@example.com", "content": "hello"}
-    )
-    assert (await client.get(path)).json()["total"] == 1
-    await client.delete(f"/api/v1/comments/{made.json()['id']}", headers=bearer(token))
-    assert (await client.get(path)).json()["total"] == 0
-
-
-async def test_token_holders_and_commenters_are_never_served_from_the_cache(
-    client: httpx.AsyncClient, session: AsyncSession
-) -> None:
-    editor = await make_user(session, role=Role.editor)
-    token = await make_token(session, editor)
-    await make_article(session, editor, status=ArticleStatus.draft, title="Draft")
-    public = await client.get("/api/v1/articles?status=draft")
-    assert public.status_code == 401
-    mine = await client.get("/api/v1/articles?status=draft", headers=bearer(token))
-    assert [i["title"] for i in mine.json()["items"]] == ["Draft"]
-    again = await client.get("/api/v1/articles?status=draft")
-    assert again.status_code == 401, "the token holder's answer was not stored for others"
-
-
-async def test_other_workers_see_the_write(
-    app: Any, client: httpx.AsyncClient, session: AsyncSession
-) -> None:
+) -> tuple[int, str]:
+    """An article page in the cache, then its title changed behind the app's back (as
+    another instance would): (its id, its path)."""
     article = await make_article(session, await make_user(session), title="Old")
-    await client.get(f"/api/v1/articles/{article.id}")
+    path = f"/api/v1/articles/{article.id}"
+    await warm(client, path)
     await session.execute(update(Article).where(Article.id == article.id).values(title="New"))
     await session.commit()
-    # Another process on the machine wrote and moved the shared generation.
-    Generation(app.state.settings.cache_generation_file).bump()
-    assert (await client.get(f"/api/v1/articles/{article.id}")).json()["title"] == "New"
+    return article.id, path
 
 
-async def test_the_schedule_watch_moves_the_generation_when_an_article_goes_live(
-    tmp_path: Path,
-) -> None:
-    generation = Generation(tmp_path / "g")
-    soon = utcnow() + timedelta(milliseconds=300)
-    calls = 0
+async def warm(client: httpx.AsyncClient, *paths: str) -> None:
+    for path in paths:
+        await client.get(path)
+        assert await hit(client, path), f"{path} was not stored"
 
-    async def next_scheduled() -> Any:
-        nonlocal calls
-        calls += 1
-        return soon if calls == 1 else None
 
-    import asyncio
+class TestServing:
+    async def test_a_hit_is_served_without_touching_the_database(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        article = await make_article(session, await make_user(session), title="Cached")
+        first = await client.get(f"/api/v1/articles/{article.id}")
+        assert first.headers["x-cache"] == "MISS"
+        # Behind the app's back (no write through a service): a hit cannot notice.
+        await session.execute(
+            update(Article).where(Article.id == article.id).values(title="Changed")
+        )
+        await session.commit()
+        second = await client.get(f"/api/v1/articles/{article.id}")
+        assert second.headers["x-cache"] == "HIT"
+        assert second.json()["title"] == "Cached"
+        assert second.headers["etag"] == first.headers["etag"]
+        assert second.headers["x-request-id"] != first.headers["x-request-id"]
+        assert (
+            await client.get(
+                f"/api/v1/articles/{article.id}", headers={"If-None-Match": first.headers["etag"]}
+            )
+        ).status_code == 304
 
-    task = asyncio.create_task(watch_schedule(next_scheduled, generation, recheck=5))
-    await asyncio.sleep(1.5)
-    task.cancel()
-    assert generation.read() == 1
+    async def test_every_cached_route_names_what_it_shows(
+        self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        """Generated from the route table: a cached GET route that labels nothing would
+        never be stored (or, worse, never be purged from a CDN)."""
+        author = await make_user(session, display_name="Ann Writer")
+        category = await make_category(session, slug="world")
+        tag = await make_tag(session, slug="vote")
+        article = await make_article(
+            session, author, category_id=category.id, tags=["vote"], title="Labelled"
+        )
+        made = await client.post(f"/api/v1/articles/{article.id}/comments", json=COMMENT)
+        values = {
+            "article_id": article.id,
+            "slug": article.slug,
+            "number": article.number,
+            "category_id": category.id,
+            "tag_id": tag.id,
+            "comment_id": made.json()["id"],
+            "revision_id": 1,
+            "page": 1,
+        }
+        by_slug = {
+            "/api/v1/categories/by-slug/{slug}": category.slug,
+            "/api/v1/tags/by-slug/{slug}": tag.slug,
+            "/api/v1/authors/{slug}": author.slug,
+        }
+        checked = 0
+        for path, methods in app_routes(app):
+            if "GET" not in methods or not path.startswith(CACHED_PREFIXES):
+                continue
+            url = path.replace("{slug}", str(by_slug.get(path, values["slug"])))
+            url = url.format(**values)
+            if path == "/api/v1/comments/unsubscribe":
+                # A one-click action, not a read: it names nothing, so it is never stored.
+                url += "?token=unknown"
+                for _ in range(2):
+                    response = await client.get(url)
+                    assert "surrogate-key" not in response.headers
+                    assert response.headers.get("x-cache") != "HIT"
+                continue
+            response = await client.get(url)
+            if response.status_code == 401:
+                continue  # for token holders only: never stored
+            assert response.status_code == 200, (path, response.text)
+            labels = keys.parse(response.headers["surrogate-key"])
+            assert keys.ALL in labels, path
+            assert response.headers["cache-tag"] == ",".join(labels), path
+            assert await hit(client, url), path
+            checked += 1
+        assert checked >= 18
+
+    async def test_token_holders_and_commenters_are_never_served_from_the_cache(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        editor = await make_user(session, role=Role.editor)
+        token = await make_token(session, editor)
+        await make_article(session, editor, status=ArticleStatus.draft, title="Draft")
+        assert (await client.get("/api/v1/articles?status=draft")).status_code == 401
+        mine = await client.get("/api/v1/articles?status=draft", headers=bearer(token))
+        assert [i["title"] for i in mine.json()["items"]] == ["Draft"]
+        assert "x-cache" not in mine.headers
+        again = await client.get("/api/v1/articles?status=draft")
+        assert again.status_code == 401, "the token holder's answer was not stored for others"
+
+    async def test_errors_are_not_stored_and_say_no_store(self, client: httpx.AsyncClient) -> None:
+        for _ in range(2):
+            missing = await client.get("/api/v1/articles/424242")
+            assert missing.status_code == 404
+            assert missing.headers["cache-control"] == "no-store"
+            assert missing.headers.get("x-cache") != "HIT"
+
+    async def test_public_reads_may_be_served_stale_by_downstream_caches(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        article = await make_article(session, await make_user(session))
+        response = await client.get(f"/api/v1/articles/{article.id}")
+        assert response.headers["cache-control"] == (
+            "public, max-age=60, stale-while-revalidate=30, stale-if-error=86400"
+        )
+
+
+class TestInvalidation:
+    async def test_a_write_through_the_api_is_seen_by_the_next_read(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        editor = await make_user(session, role=Role.editor)
+        token = await make_token(session, editor)
+        article = await make_article(session, editor, title="Before")
+        await warm(client, "/api/v1/articles", f"/api/v1/articles/{article.id}")
+        changed = await client.patch(
+            f"/api/v1/articles/{article.id}", json={"title": "After"}, headers=bearer(token)
+        )
+        assert changed.status_code == 200
+        assert (await client.get("/api/v1/articles")).json()["items"][0]["title"] == "After"
+        assert (await client.get(f"/api/v1/articles/{article.id}")).json()["title"] == "After"
+        unpublished = await client.patch(
+            f"/api/v1/articles/{article.id}", json={"status": "draft"}, headers=bearer(token)
+        )
+        assert unpublished.status_code == 200
+        assert (await client.get(f"/api/v1/articles/{article.id}")).status_code == 404
+        assert (await client.get("/api/v1/articles")).json()["items"] == []
+
+    async def test_a_comment_drops_its_article_its_comments_and_lists_showing_it_only(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        author = await make_user(session)
+        world = await make_category(session)
+        sport = await make_category(session)
+        now = utcnow()
+        older = await make_article(
+            session, author, category_id=world.id, published_at=now - timedelta(days=3)
+        )
+        target = await make_article(
+            session, author, category_id=world.id, published_at=now - timedelta(days=2)
+        )
+        newer = await make_article(
+            session, author, category_id=world.id, published_at=now - timedelta(days=1)
+        )
+        elsewhere = await make_article(session, author, category_id=sport.id)
+        dropped = [
+            f"/api/v1/articles/{target.id}",
+            f"/api/v1/articles/{target.id}/comments",
+            "/api/v1/articles",
+            f"/api/v1/articles?category={world.slug}",
+        ]
+        kept = [
+            f"/api/v1/articles/{older.id}",  # its neighbour shows the title, not the count
+            f"/api/v1/articles/{newer.id}",
+            f"/api/v1/articles/{elsewhere.id}",
+            f"/api/v1/articles/{elsewhere.id}/comments",
+            f"/api/v1/articles?category={sport.slug}",
+            "/api/v1/categories",
+            "/api/v1/authors",
+            "/feeds/rss",
+            "/sitemap.xml",
+        ]
+        await warm(client, *dropped, *kept)
+        posted = await client.post(f"/api/v1/articles/{target.id}/comments", json=COMMENT)
+        assert posted.status_code == 201
+        assert posted.json()["status"] == "approved"
+        for path in dropped:
+            response = await client.get(path)
+            assert response.headers["x-cache"] == "MISS", path
+        page = (await client.get(f"/api/v1/articles/{target.id}")).json()
+        assert page["comment_count"] == 1
+        assert (await client.get(f"/api/v1/articles/{target.id}/comments")).json()["total"] == 1
+        for path in kept:
+            assert await hit(client, path), f"{path} was dropped by an unrelated comment"
+
+    async def test_requests_that_change_nothing_invalidate_nothing(
+        self, client: httpx.AsyncClient, session: AsyncSession, app: FastAPI
+    ) -> None:
+        editor = await make_user(session, role=Role.editor, username="desk")
+        token = await make_token(session, editor)
+        article = await make_article(session, editor)
+        paths = ["/api/v1/articles", f"/api/v1/articles/{article.id}"]
+        await warm(client, *paths)
+        clock: KeyClock = app.state.cache_clock
+        before = clock.now()
+        comments = f"/api/v1/articles/{article.id}/comments"
+        attempts = [
+            # An anonymous write to a token route: the trailing-slash redirect, and a 401.
+            client.post("/api/v1/articles/", json={"title": "x"}),
+            client.post("/api/v1/articles", json={"title": "x"}),
+            # A token holder's invalid write, and one refused for a conflict.
+            client.post("/api/v1/articles", json={"title": ""}, headers=bearer(token)),
+            client.patch(
+                f"/api/v1/articles/{article.id}",
+                json={"title": "New"},
+                headers={**bearer(token), "If-Match": '"999-x"'},
+            ),
+            # Comments that are refused, held or caught as spam.
+            client.post(comments, json={**COMMENT, "author_email": "not an email"}),
+            client.post(comments, json={**COMMENT, "website": "https://spam.example"}),
+            client.post("/api/v1/articles/424242/comments", json=COMMENT),
+            # A login, and a failed one.
+            client.post(
+                "/api/v1/auth/token", data={"username": "desk", "password": "wrong password"}
+            ),
+            client.post(
+                "/api/v1/auth/token",
+                data={"username": "desk", "password": "correct horse battery"},
+            ),
+        ]
+        statuses = [(await attempt).status_code for attempt in attempts]
+        assert statuses == [307, 401, 422, 412, 422, 201, 404, 401, 200]
+        assert clock.now() == before, "a request that changed nothing invalidated something"
+        for path in paths:
+            assert await hit(client, path), path
+
+    async def test_a_held_comment_invalidates_nothing(
+        self, client: httpx.AsyncClient, session: AsyncSession, app: FastAPI, tmp_path: Path
+    ) -> None:
+        article = await make_article(session, await make_user(session))
+        path = f"/api/v1/articles/{article.id}"
+        await warm(client, path)
+        before = app.state.cache_clock.now()
+        # Over the link limit: held for moderation.
+        links = " ".join(f"https://x{i}.example" for i in range(5))
+        held = await client.post(f"{path}/comments", json={**COMMENT, "content": links})
+        assert held.json()["status"] == "pending"
+        assert app.state.cache_clock.now() == before
+        assert await hit(client, path)
+
+    async def test_a_write_that_fails_after_naming_keys_invalidates_nothing(
+        self, client: httpx.AsyncClient, session: AsyncSession, app: FastAPI
+    ) -> None:
+        token = await make_token(session, await make_user(session, role=Role.editor))
+        await make_category(session, name="World", slug="world")
+        second = await make_category(session, name="Asia", slug="asia")
+        await warm(client, "/api/v1/categories")
+        before = app.state.cache_clock.now()
+        clash = await client.patch(
+            f"/api/v1/categories/{second.id}", json={"slug": "world"}, headers=bearer(token)
+        )
+        assert clash.status_code == 409
+        assert app.state.cache_clock.now() == before
+        assert await hit(client, "/api/v1/categories")
+
+    async def test_a_new_article_changes_its_neighbours_pages(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        author = await make_user(session)
+        world = await make_category(session)
+        token = await make_token(session, await make_user(session, role=Role.editor))
+        latest = await make_article(
+            session, author, category_id=world.id, published_at=utcnow() - timedelta(hours=1)
+        )
+        path = f"/api/v1/articles/{latest.id}"
+        await warm(client, path)
+        assert (await client.get(path)).json()["next"] is None
+        made = await client.post(
+            "/api/v1/articles",
+            json={"title": "Newest", "status": "published", "category_id": world.id},
+            headers=bearer(token),
+        )
+        assert made.status_code == 201
+        assert (await client.get(path)).json()["next"]["title"] == "Newest"
+        renamed = await client.patch(
+            f"/api/v1/articles/{made.json()['id']}",
+            json={"title": "Renamed"},
+            headers=bearer(token),
+        )
+        assert renamed.status_code == 200
+        assert (await client.get(path)).json()["next"]["title"] == "Renamed"
+
+    async def test_renaming_a_category_or_tag_drops_the_pages_showing_it(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        token = await make_token(session, await make_user(session, role=Role.editor))
+        world = await make_category(session, name="World")
+        vote = await make_tag(session, name="Vote")
+        article = await make_article(
+            session, await make_user(session), category_id=world.id, tags=[vote.slug]
+        )
+        other = await make_article(session, await make_user(session))
+        path = f"/api/v1/articles/{article.id}"
+        await warm(client, path, f"/api/v1/articles/{other.id}")
+        await client.patch(
+            f"/api/v1/categories/{world.id}", json={"name": "Globe"}, headers=bearer(token)
+        )
+        await client.patch(
+            f"/api/v1/tags/{vote.id}", json={"name": "Ballot"}, headers=bearer(token)
+        )
+        page = (await client.get(path)).json()
+        assert page["category"]["name"] == "Globe"
+        assert [t["name"] for t in page["tags"]] == ["Ballot"]
+        listed = (await client.get("/api/v1/articles")).json()["items"]
+        assert [i["category"]["name"] for i in listed if i["id"] == article.id] == ["Globe"]
+        assert await hit(client, f"/api/v1/articles/{other.id}")
+
+    async def test_a_removed_comment_disappears_at_once(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        editor = await make_user(session, role=Role.editor)
+        token = await make_token(session, editor)
+        article = await make_article(session, editor)
+        path = f"/api/v1/articles/{article.id}/comments"
+        made = await client.post(path, json=COMMENT)
+        await warm(client, path)
+        assert (await client.get(path)).json()["total"] == 1
+        await client.delete(f"/api/v1/comments/{made.json()['id']}", headers=bearer(token))
+        assert (await client.get(path)).json()["total"] == 0
+
+    async def test_other_workers_invalidations_are_seen(
+        self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        article_id, path = await cached_then_changed_behind(client, session)
+        # Another process on this machine (another worker, the command line) changed it.
+        other = KeyClock(app.state.settings.cache_generation_file)
+        try:
+            other.invalidate([keys.article(article_id)])
+        finally:
+            other.close()
+        assert (await client.get(path)).json()["title"] == "New"
+
+    async def test_a_scheduled_article_shows_in_lists_when_its_time_comes(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        author = await make_user(session)
+        await make_article(session, author, title="Already out")
+        soon = utcnow() + timedelta(seconds=1.5)
+        await make_article(
+            session, author, title="Embargoed", status=ArticleStatus.scheduled, published_at=soon
+        )
+        await warm(client, "/api/v1/articles")
+        assert [i["title"] for i in (await client.get("/api/v1/articles")).json()["items"]] == [
+            "Already out"
+        ]
+        titles: list[str] = []
+        for _ in range(50):
+            await asyncio.sleep(0.2)
+            titles = [i["title"] for i in (await client.get("/api/v1/articles")).json()["items"]]
+            if "Embargoed" in titles:
+                break
+        assert titles == ["Embargoed", "Already out"]
+
+
+class TestKeys:
+    async def test_unknown_parameters_are_left_out_of_the_key_and_the_links(
+        self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        author = await make_user(session)
+        for _ in range(3):
+            await make_article(session, author)
+        await warm(client, "/api/v1/articles?per_page=1")
+        entries = len(app.state.cache_store.entries)
+        for n in range(20):
+            response = await client.get(f"/api/v1/articles?utm_source=x{n}&per_page=1&_={n}")
+            assert response.headers["x-cache"] == "HIT"
+            assert "utm_source" not in response.headers["link"]
+        assert len(app.state.cache_store.entries) == entries
+        # The declared parameters are keyed in a canonical order.
+        first = await client.get("/api/v1/articles?page=2&per_page=1")
+        assert first.headers["x-cache"] == "MISS"
+        assert await hit(client, "/api/v1/articles?per_page=1&page=2")
+
+
+class TestMemory:
+    @pytest.fixture
+    def settings_overrides(self, tmp_path: Path) -> dict[str, Any]:
+        return cache_settings(tmp_path, response_cache_max_mb=1, response_cache_ttl=1)
+
+    async def test_memory_is_bounded_in_bytes_and_expired_entries_free_it(
+        self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        author = await make_user(session)
+        big = "<p>" + "word " * 40_000 + "</p>"  # some 200 KB a page
+        made = [await make_article(session, author, body=big) for _ in range(8)]
+        store = app.state.cache_store
+        for article in made:
+            assert (await client.get(f"/api/v1/articles/{article.id}")).status_code == 200
+        assert 0 < store.bytes <= 1 << 20
+        assert 0 < len(store.entries) < len(made)
+        # With no request coming, the app's sweeper frees expired entries (every 1 s here).
+        for _ in range(40):
+            if not store.entries:
+                break
+            await asyncio.sleep(0.1)
+        assert store.bytes == 0
+        assert len(store.entries) == 0
+
+
+class TestHostileHeaders:
+    HOSTILE: ClassVar[dict[str, str]] = {
+        "Host": "evil.example",
+        "X-Forwarded-Host": "evil.example",
+        "X-Forwarded-Proto": "gopher",
+    }
+
+    async def _fill_then_read(
+        self, app: FastAPI, attacker: tuple[str, int], session: AsyncSession
+    ) -> tuple[httpx.Response, httpx.Response]:
+        author = await make_user(session)
+        for _ in range(3):
+            await make_article(session, author)
+        async with _client(app, peer=attacker) as evil:
+            poisoned = await evil.get("/api/v1/articles?per_page=1", headers=self.HOSTILE)
+        async with _client(app) as reader:
+            served = await reader.get("/api/v1/articles?per_page=1")
+        return poisoned, served
+
+    async def test_from_the_internet_links_are_relative_and_stored(
+        self, app: FastAPI, session: AsyncSession
+    ) -> None:
+        poisoned, served = await self._fill_then_read(app, ("198.51.100.9", 5000), session)
+        assert "evil" not in poisoned.headers["link"]
+        assert poisoned.headers["link"].startswith("</api/v1/articles?")
+        assert served.headers["x-cache"] == "HIT"
+        assert "evil" not in served.headers["link"]
+
+    async def test_from_a_trusted_proxy_links_follow_it_but_are_never_stored(
+        self, app: FastAPI, session: AsyncSession
+    ) -> None:
+        poisoned, served = await self._fill_then_read(app, ("127.0.0.1", 5000), session)
+        assert "<http://evil.example/api/v1/articles?" in poisoned.headers["link"]
+        assert "X-Forwarded-Host" in poisoned.headers["vary"]
+        assert served.headers["x-cache"] == "MISS"
+        assert "evil" not in served.headers["link"]
+        assert "evil" not in str(served.headers)
+
+    async def test_redirects_never_take_their_address_from_the_request(
+        self, client: httpx.AsyncClient, session: AsyncSession, app: FastAPI
+    ) -> None:
+        token = await make_token(session, await make_user(session, role=Role.editor))
+        article = await make_article(session, await make_user(session), title="First title")
+        await client.patch(
+            f"/api/v1/articles/{article.id}", json={"slug": "second"}, headers=bearer(token)
+        )
+        async with _client(app, peer=("198.51.100.9", 5000)) as evil:
+            old = await evil.get(
+                f"/api/v1/articles/by-slug/{article.slug}?fields=id&x=<b>", headers=self.HOSTILE
+            )
+            slash = await evil.post("/api/v1/articles/", headers=self.HOSTILE)
+        assert old.status_code == 301
+        assert old.headers["location"] == "/api/v1/articles/by-slug/second?fields=id"
+        assert slash.status_code == 307
+        assert slash.headers["location"] == "/api/v1/articles"
+
+
+class TestPublicBaseUrl:
+    @pytest.fixture
+    def settings_overrides(self, tmp_path: Path) -> dict[str, Any]:
+        return cache_settings(tmp_path, public_base_url="https://api.news.example/")
+
+    async def test_absolute_addresses_come_from_the_setting_alone(
+        self, app: FastAPI, session: AsyncSession
+    ) -> None:
+        author = await make_user(session)
+        for _ in range(3):
+            await make_article(session, author)
+        async with _client(app, peer=("127.0.0.1", 1)) as proxy:
+            response = await proxy.get(
+                "/api/v1/articles?per_page=1", headers=TestHostileHeaders.HOSTILE
+            )
+            slash = await proxy.get("/api/v1/articles/", headers=TestHostileHeaders.HOSTILE)
+        assert response.headers["link"].startswith("<https://api.news.example/api/v1/articles?")
+        assert "X-Forwarded-Host" not in response.headers.get("vary", "")
+        assert slash.headers["location"] == "https://api.news.example/api/v1/articles"
+        async with _client(app) as reader:
+            assert await hit(reader, "/api/v1/articles?per_page=1")
+
+
+@pytest.mark.postgres_only
+class TestAcrossMachines:
+    """Two instances on one PostgreSQL database, each with its own machine clock: what one
+    writes, the other stops serving (through LISTEN/NOTIFY)."""
+
+    async def test_a_write_on_one_instance_is_seen_by_the_other(
+        self, app: FastAPI, database_url: str, tmp_path: Path
+    ) -> None:
+        # (`app` empties the tables afterwards.)
+        first = create_app(make_settings(database_url, **cache_settings(tmp_path / "a")))
+        second = create_app(make_settings(database_url, **cache_settings(tmp_path / "b")))
+        async with LifespanManager(first), LifespanManager(second):
+            assert first.state.cache_clock.origin != second.state.cache_clock.origin
+            async with first.state.sessionmaker() as session:
+                editor = await make_user(session, role=Role.editor)
+                token = await make_token(session, editor)
+                article = await make_article(session, editor, title="Old")
+            # Let the notifications of these writes reach the other instance first.
+            await asyncio.sleep(0.5)
+            path = f"/api/v1/articles/{article.id}"
+            async with _client(first) as a, _client(second) as b:
+                await warm(b, path)
+                changed = await a.patch(path, json={"title": "New"}, headers=bearer(token))
+                assert changed.status_code == 200
+                seen = ""
+                for _ in range(50):
+                    seen = (await b.get(path)).json()["title"]
+                    if seen == "New":
+                        break
+                    await asyncio.sleep(0.02)
+                assert seen == "New"
+                assert second.state.cache_listener.heard >= 1
+
+    async def test_an_instance_that_cannot_hear_stops_serving_from_its_cache(
+        self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        _, path = await cached_then_changed_behind(client, session)
+        await session.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                "application_name = 'newsroom-cache-listener' AND datname = current_database()"
+            )
+        )
+        await session.commit()
+        listener = app.state.cache_listener
+        for _ in range(100):
+            if not listener.up:
+                break
+            await asyncio.sleep(0.02)
+        # Another machine's write could have been missed meanwhile: the cache is bypassed.
+        bypassed = 0
+        while not listener.up:
+            bypassed += 1
+            response = await client.get(path)
+            assert response.json()["title"] == "New"
+            assert "x-cache" not in response.headers
+            await asyncio.sleep(0.1)
+        assert bypassed >= 1, "the channel never went down"
+        # Back, and everything from before is gone: it is filled afresh.
+        assert (await client.get(path)).headers["x-cache"] == "MISS"
+        assert await hit(client, path)
+
+
+def _client(app: FastAPI, peer: tuple[str, int] = ("203.0.113.7", 40000)) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=peer)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security, status
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +22,8 @@ from app.articles.schemas import (
     RevisionOut,
     RevisionSummary,
 )
+from app.cache import keys
+from app.core import urls
 from app.core.config import app_settings
 from app.core.dates import day_bounds, parse_instant
 from app.core.db import SessionDep, read_only, utcnow
@@ -169,7 +172,14 @@ async def list_articles(
     )
     if found.items:
         response.headers["Last-Modified"] = http_date(max(a.updated_at for a in found.items))
-    return response
+    shown = [keys.LISTINGS]
+    if query.q:
+        shown.append(keys.SEARCH)
+    if query.order == "-updated_at":
+        shown.append(keys.ARTICLES)
+    for item in found.items:
+        shown += views.shown_keys(item)
+    return keys.label(response, shown)
 
 
 def _detail_response(
@@ -185,7 +195,7 @@ def _detail_response(
     body = views.detail(article, around, app_settings(request), now, admin=admin)
     response = json(body, fields=wanted, version=article.version, status_code=status_code)
     response.headers["Last-Modified"] = http_date(article.updated_at)
-    return response
+    return keys.label(response, views.detail_keys(article, around))
 
 
 async def _render_detail(
@@ -259,8 +269,13 @@ async def read_by_slug(
     article_id, current = await service.id_by_slug(session, slug)
     article = await _readable(session, principal, article_id)
     if current is not None:
-        target = request.url.replace(path=f"/api/v1/articles/by-slug/{current}")
-        return RedirectResponse(str(target), status_code=status.HTTP_301_MOVED_PERMANENTLY)
+        target, varies = urls.address(
+            request, f"/api/v1/articles/by-slug/{quote(current)}", urls.request_query(request)
+        )
+        moved = RedirectResponse(target, status_code=status.HTTP_301_MOVED_PERMANENTLY)
+        if varies:
+            moved.headers["Vary"] = urls.VARY_FORWARDED
+        return moved
     return await _render_detail(request, session, article, principal, fields)
 
 

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.articles import reads, search
+from app.articles import invalidation, reads, search
 from app.articles.memo import ListingMemo, ListingState
 from app.articles.models import (
     Article,
@@ -40,6 +40,8 @@ from app.articles.models import (
 from app.articles.queries import LIVE, is_public
 from app.articles.reads import ArticleRow
 from app.articles.schemas import ArticleCreate, ArticleUpdate, CorrectionCreate
+from app.cache import keys as cache_keys
+from app.cache.publish import invalidate
 from app.categories import service as categories
 from app.categories.models import Category
 from app.core.config import Settings
@@ -79,6 +81,8 @@ RELEVANCE_WINDOW = 200
 # Orders whose keys only change with the listing generation (updated_at moves without it).
 STABLE_ORDERS = ("-published_at", "published_at", "title")
 REVISED_FIELDS = ("title", "kicker", "excerpt", "body")
+# Changes that can move an article among its category's neighbours.
+PLACE_FIELDS = frozenset({"status", "published_at", "category_id"})
 # The editing view's loads (readers' pages go through `reads`): to-one relations join in
 # the same query; collections load in one more query each.
 DETAIL_OPTIONS = (
@@ -360,6 +364,7 @@ async def create(session: AsyncSession, data: ArticleCreate, principal: Principa
     await session.flush()
     await search.index(session, article)
     await events.article_written(session, article, None, now)
+    await invalidation.changed(session, None, invalidation.Place.of(article, now), now)
     return article
 
 
@@ -375,10 +380,17 @@ async def update(
         if key in changes and changes[key] is None:
             raise InvalidInput(f"{key} cannot be null.", field=key)
     before = events.article_state(article, now)
+    place = invalidation.Place.of(article, now)
+    neighbours: set[str] = set()
+    if PLACE_FIELDS & changes.keys():
+        neighbours = await invalidation.neighbours_before(session, place, now)
     await _apply(session, article, changes, principal, now)
     await session.flush()
     await search.index(session, article)
     await events.article_written(session, article, before, now)
+    await invalidation.changed(
+        session, place, invalidation.Place.of(article, now), now, old_neighbours=neighbours
+    )
     return article
 
 
@@ -397,7 +409,11 @@ def partial(data: ArticleUpdate) -> dict[str, Any]:
 
 
 async def remove(session: AsyncSession, article: Article, principal: Principal) -> None:
-    ensure_writable(article, principal, utcnow())
+    now = utcnow()
+    ensure_writable(article, principal, now)
+    place = invalidation.Place.of(article, now)
+    neighbours = await invalidation.neighbours_before(session, place, now)
+    await invalidation.changed(session, place, None, now, old_neighbours=neighbours)
     await events.article_deleted(session, article)
     await search.unindex(session, article.id)
     await session.delete(article)
@@ -419,6 +435,7 @@ async def add_correction(
     article.updated_at = now
     await events.article_touched(session, article)
     await session.flush()
+    _touched(session, article, now)
     return correction
 
 
@@ -430,9 +447,17 @@ async def remove_correction(
     if found is None:
         raise NotFound(f"No correction {correction_id} on article {article.id}.")
     article.corrections.remove(found)
-    article.updated_at = utcnow()
+    now = utcnow()
+    article.updated_at = now
     await events.article_touched(session, article)
     await session.flush()
+    _touched(session, article, now)
+
+
+def _touched(session: AsyncSession, article: Article, now: datetime) -> None:
+    """After a change that shows on the article's page but moves it nowhere."""
+    if invalidation.Place.of(article, now).state == "live":
+        invalidate(session, cache_keys.article(article.id), cache_keys.ARTICLES)
 
 
 async def revisions(

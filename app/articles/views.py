@@ -16,6 +16,7 @@ from app.articles.schemas import (
     CorrectionOut,
     TagRef,
 )
+from app.cache import keys
 from app.core.config import Settings
 from app.core.html import reading_minutes
 
@@ -77,3 +78,23 @@ def detail(
         created_at=article.created_at,
         version=article.version,
     )
+
+
+def shown_keys(article: service.Shown, *, count: bool = True) -> list[str]:
+    """The cache keys of what a list item (or, without its comment `count`, a feed entry)
+    shows of an article."""
+    found = [keys.article(article.id), keys.author(article.author_id)]
+    if count:
+        found.append(keys.comments(article.id))
+    if article.category_id is not None:
+        found.append(keys.category(article.category_id))
+    found += [keys.tag(t.id) for t in article.tags]
+    return found
+
+
+def detail_keys(article: service.Shown, around: reads.Surroundings) -> list[str]:
+    """The cache keys of an article's page: the article, where it is filed, its neighbours."""
+    found = shown_keys(article)
+    found += [keys.category(c.id) for c in (*article.categories, *around.breadcrumbs)]
+    found += [keys.article(n.id) for n in (around.previous, around.next) if n is not None]
+    return found

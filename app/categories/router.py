@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.cache import keys
 from app.categories import service
 from app.categories.models import Category
 from app.categories.schemas import (
@@ -95,9 +96,11 @@ async def _detail(
         path=[CategoryRef.model_validate(c) for c in await service.path(session, category)],
         children=[CategoryRef.model_validate(c) for c in await service.children(session, category)],
     )
-    return json(
+    response = json(
         model, fields=fields, status_code=status_code, headers=headers, version=category.version
     )
+    shown = [category.id, *(c.id for c in model.path), *(c.id for c in model.children)]
+    return keys.label(response, [keys.CATEGORIES, keys.LISTINGS, *map(keys.category, shown)])
 
 
 @router.get(
@@ -131,12 +134,16 @@ async def list_categories(
         )
         nodes = _tree(categories, await service.article_counts(session))
         page = Page[CategoryNode](items=nodes, total=total, page=1, per_page=total, pages=1)
+        shown = [keys.CATEGORIES, keys.LISTINGS, *(keys.category(c.id) for c in categories)]
         if wanted is None:
-            return json(page, headers=dict(response.headers))
+            return keys.label(json(page, headers=dict(response.headers)), shown)
         trimmed = [_trim(node.model_dump(mode="json"), wanted) for node in nodes]
-        return json(
-            Page[dict[str, Any]](**page.model_dump(exclude={"items"}), items=trimmed),
-            headers=dict(response.headers),
+        return keys.label(
+            json(
+                Page[dict[str, Any]](**page.model_dump(exclude={"items"}), items=trimmed),
+                headers=dict(response.headers),
+            ),
+            shown,
         )
 
     wanted = parse_fields(fields, CategoryPublic)
@@ -146,7 +153,10 @@ async def list_categories(
     listing = Page[CategoryPublic].of(
         [CategoryPublic(**_public_fields(c, counts.get(c.id, 0))) for c in rows], total, params
     )
-    return json(listing, fields=wanted, list_fields=True, headers=dict(response.headers))
+    return keys.label(
+        json(listing, fields=wanted, list_fields=True, headers=dict(response.headers)),
+        [keys.CATEGORIES, keys.LISTINGS, *(keys.category(c.id) for c in rows)],
+    )
 
 
 @router.get(

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.articles.models import Article, article_categories
 from app.articles.queries import is_public
+from app.cache import keys
+from app.cache.publish import invalidate
 from app.categories.models import Category
 from app.categories.schemas import CategoryCreate, CategoryUpdate
 from app.core import text
@@ -188,11 +190,17 @@ async def _flush(session: AsyncSession, conflict: str) -> None:
         raise Conflict(conflict) from exc
 
 
+def _changed(session: AsyncSession, category: Category) -> None:
+    # Names, slugs and the tree show on articles' pages and decide what `?category=` lists.
+    invalidate(session, keys.category(category.id), keys.CATEGORIES, keys.LISTINGS)
+
+
 async def create(session: AsyncSession, data: CategoryCreate) -> Category:
     category = Category()
     await _apply(session, category, data.model_dump())
     session.add(category)
     await _flush(session, _RACE)
+    _changed(session, category)
     return category
 
 
@@ -200,12 +208,14 @@ async def replace(session: AsyncSession, category: Category, data: CategoryCreat
     """Full replacement: an absent field takes its default (the slug: one from the name)."""
     await _apply(session, category, data.model_dump())
     await _flush(session, _RACE)
+    _changed(session, category)
     return category
 
 
 async def update(session: AsyncSession, category: Category, data: CategoryUpdate) -> Category:
     await _apply(session, category, data.model_dump(exclude_unset=True))
     await _flush(session, _RACE)
+    _changed(session, category)
     return category
 
 
@@ -262,8 +272,12 @@ async def delete(session: AsyncSession, category: Category, *, move_to: int | No
             f"{count} article(s) are filed in this category. Move them first, or pass "
             "move_to=<category id> to move them while deleting."
         )
+    _changed(session, category)
+    if move_to is not None:
+        invalidate(session, keys.category(move_to))
     for child in await children(session, category):
         child.parent_id = category.parent_id
+        _changed(session, child)
     await session.flush()
     await session.delete(category)
     await _flush(session, "Articles were filed in this category meanwhile; try again.")

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.articles import service as articles
+from app.cache import keys
 from app.comments import reads, service
 from app.comments.models import Comment, CommentState
 from app.comments.schemas import (
@@ -267,7 +268,7 @@ async def list_comments(
         )
     response = json(body)
     set_page_headers(request, response, total=total, params=params)
-    return response
+    return keys.label(response, [keys.comments(article_id)])
 
 
 @router.get(
@@ -356,7 +357,7 @@ async def read_comment(
         )
     if comment.status != CommentState.approved:
         raise NotFound(f"No comment {comment_id}.")
-    return json(_public(comment))
+    return keys.label(json(_public(comment)), [keys.comments(comment.article_id)])
 
 
 @router.patch(

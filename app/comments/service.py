@@ -29,6 +29,8 @@ from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from app.articles import service as articles
 from app.articles.models import Article, ArticleStatus, CommentStatus
+from app.cache import keys
+from app.cache.publish import invalidate
 from app.comments.models import Comment, CommentState
 from app.comments.schemas import CommentCreate
 from app.core import driver
@@ -427,6 +429,8 @@ async def save(session: AsyncSession, comment: Comment, settings: Settings) -> C
     comment.id = comment_id
     if comment.root_id is None:
         comment.root_id = comment_id
+    if comment.status == CommentState.approved:
+        invalidate(session, keys.comments(comment.article_id))
     if events.comment_posted_writes(comment, settings):
         # Stored by a Core statement: the session takes it as loaded, so what the events
         # change on it is written by the next flush.
@@ -481,6 +485,8 @@ async def edit_own(
 ) -> Comment:
     ensure_editable(comment)
     await lock_articles(session, [comment.article_id])
+    if comment.status == CommentState.approved:
+        invalidate(session, keys.comments(comment.article_id))
     html = render_comment(content)
     comment.content_source = content
     comment.content_html = html
@@ -543,6 +549,8 @@ async def moderate(
     await session.refresh(comment, with_for_update=True)
     if comment.status == CommentState.deleted:
         raise NotFound(f"No comment {comment.id}.")
+    # Moderation can show or hide a comment, or the placeholder kept for its replies.
+    invalidate(session, keys.comments(comment.article_id))
     if content is not None:
         comment.content_source = content
         comment.content_html = render_comment(content)
@@ -559,6 +567,7 @@ async def remove(session: AsyncSession, comment: Comment) -> None:
     """First delete: to the trash. A second: for good."""
     await lock_articles(session, [comment.article_id])
     await session.refresh(comment, with_for_update=True)
+    invalidate(session, keys.comments(comment.article_id))
     if comment.status in (CommentState.trash, CommentState.deleted):
         await _purge(session, comment)
     else:
@@ -575,6 +584,7 @@ async def bulk(session: AsyncSession, ids: list[int], action: str) -> tuple[list
     )
     article_ids = {c.article_id for c in found}
     await lock_articles(session, article_ids)
+    invalidate(session, *(keys.comments(i) for i in article_ids))
     changed = []
     for comment in found:
         await session.refresh(comment, with_for_update=True)
@@ -636,6 +646,7 @@ async def by_email(session: AsyncSession, email: str) -> list[Comment]:
 async def erase(session: AsyncSession, email: str, *, delete_content: bool) -> int:
     found = await by_email(session, email)
     await lock_articles(session, {c.article_id for c in found})
+    invalidate(session, *(keys.comments(c.article_id) for c in found))
     for comment in found:
         _scrub(comment, delete_content=delete_content)
         if delete_content:

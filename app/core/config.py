@@ -21,6 +21,17 @@ DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'news.db'}"
 CommaList = Annotated[list[str], NoDecode]
 
 
+def _base_url(name: str, value: str) -> str:
+    """An absolute http(s) URL to put paths after: no trailing slash, query or fragment."""
+    value = value.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{name} must be an absolute http(s) URL, e.g. https://news.example")
+    if parts.query or parts.fragment:
+        raise ValueError(f"{name} must not have a query or fragment")
+    return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
@@ -154,12 +165,80 @@ class Settings(BaseSettings):
     response_cache: bool = Field(
         True, description="Serve anonymous reads from a cache of rendered responses."
     )
-    response_cache_entries: int = Field(5000, ge=10, le=1_000_000)
+    response_cache_max_mb: int = Field(
+        64, ge=1, le=65536, description="Memory the response cache may hold, per worker."
+    )
     response_cache_ttl: float = Field(30.0, gt=0, le=3600, description="Seconds, at most.")
     cache_generation_file: Path = Field(
         PROJECT_ROOT / "var" / "cache-generation",
-        description="Shared by the workers of one machine to invalidate their caches.",
+        description="Shared by the workers of one machine: which cache keys were invalidated.",
     )
+    public_base_url: str | None = Field(
+        None,
+        description="Absolute http(s) base URL this API is reached at (e.g. "
+        "https://news.example): every absolute address it gives out (Link, Location) starts "
+        "with it. Unset: addresses are relative, or built from the request when it comes "
+        "from a trusted proxy or loopback (and then never stored by the response cache).",
+    )
+    public_stale_while_revalidate: int = Field(
+        30, ge=0, le=86400, description="Cache-Control stale-while-revalidate of public reads."
+    )
+    public_stale_if_error: int = Field(
+        86400, ge=0, le=31_536_000, description="Cache-Control stale-if-error of public reads."
+    )
+    cdn_purge: Literal["none", "varnish", "fastly", "cloudflare"] = Field(
+        "none", description="Where invalidated keys are purged, through the outbox."
+    )
+    cdn_max_age: int = Field(
+        0,
+        ge=0,
+        le=31_536_000,
+        description="Seconds a purged CDN may keep a public read (Surrogate-Control and "
+        "CDN-Cache-Control); 0: the same as PUBLIC_MAX_AGE.",
+    )
+    cdn_purge_urls: CommaList = Field(
+        default_factory=list,
+        description="CDN_PURGE=varnish: comma-separated base URLs of the Varnish instances.",
+    )
+    fastly_service_id: str | None = Field(None, max_length=100)
+    fastly_api_token: SecretStr | None = None
+    fastly_api_url: str = "https://api.fastly.com"
+    cloudflare_zone_id: str | None = Field(None, max_length=100)
+    cloudflare_api_token: SecretStr | None = None
+    cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _base_url("PUBLIC_BASE_URL", value)
+
+    @model_validator(mode="after")
+    def _purge_target_complete(self) -> Settings:
+        missing = {
+            "varnish": [] if self.cdn_purge_urls else ["CDN_PURGE_URLS"],
+            "fastly": [
+                name
+                for name, value in (
+                    ("FASTLY_SERVICE_ID", self.fastly_service_id),
+                    ("FASTLY_API_TOKEN", self.fastly_api_token),
+                )
+                if not value
+            ],
+            "cloudflare": [
+                name
+                for name, value in (
+                    ("CLOUDFLARE_ZONE_ID", self.cloudflare_zone_id),
+                    ("CLOUDFLARE_API_TOKEN", self.cloudflare_api_token),
+                )
+                if not value
+            ],
+        }.get(self.cdn_purge, [])
+        if missing:
+            raise ValueError(f"CDN_PURGE={self.cdn_purge} needs {', '.join(missing)}")
+        return self
+
     hsts: bool = Field(False, description="Send Strict-Transport-Security (behind TLS only).")
     log_level: str = "INFO"
     site_name: str = "Newsroom"
@@ -180,13 +259,7 @@ class Settings(BaseSettings):
     @field_validator("site_url")
     @classmethod
     def _absolute_site_url(cls, value: str) -> str:
-        value = value.strip().rstrip("/")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError("SITE_URL must be an absolute http(s) URL, e.g. https://news.example")
-        if parts.query or parts.fragment:
-            raise ValueError("SITE_URL must not have a query or fragment")
-        return value
+        return _base_url("SITE_URL", value)
 
     @field_validator("article_url_template")
     @classmethod
@@ -214,6 +287,7 @@ class Settings(BaseSettings):
     @field_validator(
         "cors_origins",
         "trusted_proxies",
+        "cdn_purge_urls",
         "comment_blocklist_words",
         "comment_blocklist_emails",
         "comment_blocklist_ips",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import orjson
 from fastapi import FastAPI, Request
@@ -18,7 +19,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Match
+
+from app.core import urls
 
 log = logging.getLogger("app.errors")
 
@@ -235,6 +239,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
             ],
         )
     if status == 404 and detail == "Not Found":
+        twin = _slash_twin(request)
+        if twin is not None:
+            # Starlette's own redirect would take its address from the Host header.
+            target, varies = urls.address(request, quote(twin))
+            if request.url.query:
+                target += "?" + request.url.query
+            moved = RedirectResponse(target, status_code=307)
+            if varies:
+                moved.headers["Vary"] = urls.VARY_FORWARDED
+            return moved
         detail = f"No resource at {request.url.path}."
     elif status == 405:
         detail = f"{request.method} is not allowed on {request.url.path}."
@@ -244,6 +258,20 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         detail=detail,
         headers=headers,
     )
+
+
+def _slash_twin(request: Request) -> str | None:
+    """The same path with its trailing slash toggled, when a route serves that one."""
+    path: str = request.scope["path"]
+    if path == "/":
+        return None
+    twin = path[:-1] if path.endswith("/") else path + "/"
+    scope = {**request.scope, "path": twin}
+    for route in request.app.router.routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            return twin
+    return None
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:

@@ -87,10 +87,32 @@ def _not_modified_since(headers: Headers, last_modified: str | None) -> bool:
         return False
 
 
+def stale_directives(while_revalidate: int, if_error: int) -> str:
+    """RFC 5861: how long a cache may serve a stale copy while it fetches a new one, or while
+    the origin answers errors (Varnish and CDNs keep a site up through an outage this way)."""
+    parts = []
+    if while_revalidate:
+        parts.append(f"stale-while-revalidate={while_revalidate}")
+    if if_error:
+        parts.append(f"stale-if-error={if_error}")
+    return ", ".join(parts)
+
+
 class HttpCacheMiddleware:
-    def __init__(self, app: ASGIApp, *, public_max_age: int = 60) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        public_max_age: int = 60,
+        stale: str = "",
+        surrogate_max_age: int = 0,
+    ) -> None:
         self.app = app
-        self.public = f"public, max-age={public_max_age}"
+        self.stale = stale
+        self.public = f"public, max-age={public_max_age}" + (f", {stale}" if stale else "")
+        # For caches that are purged when content changes (Surrogate-Control: Fastly,
+        # Varnish; CDN-Cache-Control, RFC 9213: Cloudflare and others): they may keep longer.
+        self.surrogate = f"max-age={surrogate_max_age}" if surrogate_max_age else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
@@ -108,11 +130,21 @@ class HttpCacheMiddleware:
                 headers = MutableHeaders(scope=message)
                 if private or no_store:
                     headers["Cache-Control"] = PRIVATE if private else "no-store"
+                if message["status"] >= 400 and "cache-control" not in headers:
+                    # An error must not outlive its cause in a shared cache (an article
+                    # answered 404 before it was published has no key to purge it by).
+                    headers["Cache-Control"] = "no-store"
                 if message["status"] != 200 or no_store or scope["method"] == "HEAD":
                     await send(message)
                     return
-                if "cache-control" not in headers:
+                control = headers.get("cache-control")
+                if control is None:
                     headers["Cache-Control"] = self.public
+                elif control.startswith("public") and self.stale and "stale-" not in control:
+                    headers["Cache-Control"] = f"{control}, {self.stale}"
+                if self.surrogate and not private and "surrogate-key" in headers:
+                    headers["Surrogate-Control"] = self.surrogate
+                    headers["CDN-Cache-Control"] = self.surrogate
                 start = message
                 return
             if start is None:
@@ -133,7 +165,10 @@ class HttpCacheMiddleware:
         if (if_none_match and none_match(if_none_match, etag)) or (
             not if_none_match and _not_modified_since(request, headers.get("last-modified"))
         ):
-            keep = ("etag", "cache-control", "last-modified", "vary", "link", "x-request-id")
+            keep = (
+                *("etag", "cache-control", "last-modified", "vary", "link", "x-request-id"),
+                *("surrogate-key", "cache-tag", "surrogate-control", "cdn-cache-control"),
+            )
             kept = [(k, v) for k, v in start["headers"] if k.decode().lower() in keep]
             kept = [(k, v) for k, v in kept if k.lower() != b"content-length"]
             await send({"type": "http.response.start", "status": 304, "headers": kept})

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Generic, Self, TypeVar
+from urllib.parse import quote, urlencode
 
 from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
+
+from app.core import urls
 
 MAX_PER_PAGE = 100
 
@@ -70,24 +73,30 @@ def set_page_headers(
     params: PageParams,
     next_cursor: str | None = None,
 ) -> int:
-    """Put RFC 8288 links (first, prev, next, last) and the total on the response.
+    """Put RFC 8288 links (first, prev, next, last) and the total on the response. Links
+    carry the route's declared parameters only, canonical order (`app.core.urls`).
 
     Returns the number of pages."""
     pages = page_count(total, params.per_page)
+    kept = [(k, v) for k, v in urls.request_query(request) if k not in ("page", "cursor")]
+    root, varies = urls.base(request)
+    path = quote(request.url.path)
     links = []
 
-    def link(rel: str, **query: str | int) -> None:
-        url = request.url.remove_query_params(["page", "cursor"]).include_query_params(**query)
-        links.append(f'<{url}>; rel="{rel}"')
+    def link(rel: str, name: str, value: str | int) -> None:
+        query = sorted([*kept, (name, str(value))], key=lambda pair: pair[0])
+        links.append(f'<{root}{path}?{urlencode(query, safe=",")}>; rel="{rel}"')
 
-    link("first", page=1)
+    link("first", "page", 1)
     if params.page > 1:
-        link("prev", page=min(params.page - 1, pages))
+        link("prev", "page", min(params.page - 1, pages))
     if next_cursor is not None:
-        link("next", cursor=next_cursor)
+        link("next", "cursor", next_cursor)
     elif params.page < pages:
-        link("next", page=params.page + 1)
-    link("last", page=pages)
+        link("next", "page", params.page + 1)
+    link("last", "page", pages)
     response.headers["Link"] = ", ".join(links)
     response.headers["X-Total-Count"] = str(total)
+    if varies:
+        response.headers["Vary"] = urls.VARY_FORWARDED
     return pages

@@ -6,7 +6,7 @@ middleware adds the ETag and answers revalidations with 304."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -15,7 +15,9 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import JSONResponse, Response
 
+from app.articles import views
 from app.articles.models import Article
+from app.cache import keys
 from app.core.config import Settings, app_settings
 from app.core.db import SessionDep, utcnow
 from app.core.errors import NotFound
@@ -68,11 +70,17 @@ def _documented(media_type: str, description: str, *errors: int) -> dict[int | s
     }
 
 
-def _respond(body: bytes, media_type: str, last_modified: datetime | None) -> Response:
+# Sitemaps list every public article's address and time of change.
+SITEMAP_KEYS = (keys.LISTINGS, keys.ARTICLES)
+
+
+def _respond(
+    body: bytes, media_type: str, last_modified: datetime | None, shown: Iterable[str]
+) -> Response:
     headers = {"Cache-Control": CACHE_CONTROL}
     if last_modified is not None:
         headers["Last-Modified"] = http_date(last_modified)
-    return Response(body, media_type=media_type, headers=headers)
+    return keys.label(Response(body, media_type=media_type, headers=headers), shown)
 
 
 # --- feeds -----------------------------------------------------------------------------
@@ -101,7 +109,13 @@ async def _feed(
         self_url=settings.site_url + request.url.path + (f"?{query}" if query else ""),
         updated=updated or builders.EMPTY_FEED_UPDATED,
     )
-    return _respond(build(settings, info, articles), media_type, updated)
+    shown = [keys.LISTINGS]
+    shown += [keys.category(where.category.id)] if where.category is not None else []
+    shown += [keys.tag(where.tag.id)] if where.tag is not None else []
+    for article in articles:
+        shown += views.shown_keys(article, count=False)
+        shown += [keys.category(c.id) for c in article.categories]
+    return _respond(build(settings, info, articles), media_type, updated, shown)
 
 
 @router.get(
@@ -169,7 +183,7 @@ async def sitemap_index(request: Request, session: SessionDep) -> Response:
     pages = service.page_count(summary.articles, service.SITEMAP_PAGE_SIZE)
     locations = [f"{settings.site_url}/sitemaps/articles-{n}.xml" for n in range(1, pages + 1)]
     locations.append(settings.site_url + NEWS_SITEMAP)
-    return _respond(builders.sitemap_index(locations), XML_UTF8, summary.last_change)
+    return _respond(builders.sitemap_index(locations), XML_UTF8, summary.last_change, SITEMAP_KEYS)
 
 
 @router.get(
@@ -189,7 +203,7 @@ async def sitemap_page(
     if not items:
         raise NotFound(f"No sitemap page {page}.")
     newest = max(item.last_change for item in items)
-    return _respond(builders.urlset(app_settings(request), items), XML_UTF8, newest)
+    return _respond(builders.urlset(app_settings(request), items), XML_UTF8, newest, SITEMAP_KEYS)
 
 
 @router.get(
@@ -203,4 +217,6 @@ async def news_sitemap(request: Request, session: SessionDep) -> Response:
     the publication's name and language, the publication date and the title."""
     items = await service.news(session, utcnow())
     newest = max((item.last_change for item in items), default=None)
-    return _respond(builders.news_urlset(app_settings(request), items), XML_UTF8, newest)
+    return _respond(
+        builders.news_urlset(app_settings(request), items), XML_UTF8, newest, SITEMAP_KEYS
+    )

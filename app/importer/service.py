@@ -48,6 +48,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.articles import service as articles
 from app.articles.models import Article, ArticleStatus, CommentStatus
 from app.articles.schemas import ArticleCreate
+from app.cache import keys
+from app.cache.publish import invalidate
 from app.categories import service as categories
 from app.categories.models import Category
 from app.categories.schemas import CategoryCreate, CategoryUpdate
@@ -254,6 +256,8 @@ async def import_file(
             progress("importing", reader.bytes_read)
     await importer.finish()
     importer.report.version = reader.version
+    # Once committed, an import can have changed any page: every cached one goes.
+    invalidate(session, keys.ALL)
     return importer.report
 
 

@@ -14,6 +14,7 @@ from app.webhooks.models import Webhook
 class DeliveryKind(enum.StrEnum):
     webhook = "webhook"
     email = "email"
+    purge = "purge"  # surrogate keys to purge from the configured CDN
 
 
 class DeliveryStatus(enum.StrEnum):

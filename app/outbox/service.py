@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -36,7 +36,7 @@ def bind_settings(sessionmaker: async_sessionmaker[AsyncSession], settings: Sett
     """Give every session of the app its settings: services that enqueue from inside a
     domain write (an article's URL for a webhook, whether email is configured) read them
     from the session, since they are not handed the request."""
-    sessionmaker.configure(info={_SETTINGS_KEY: settings})
+    sessionmaker.configure(info={**(sessionmaker.kw.get("info") or {}), _SETTINGS_KEY: settings})
 
 
 def settings_of(session: AsyncSession) -> Settings:
@@ -149,6 +149,15 @@ async def record(
     else:
         status = DeliveryStatus.failed
         values["next_attempt_at"] = now + backoff(attempts)
+    if status == DeliveryStatus.succeeded and delivery.kind == DeliveryKind.purge:
+        # A purge done is nothing to keep (there can be one per reader's comment).
+        result = cast(
+            CursorResult[Any],
+            await session.execute(
+                delete(Delivery).where(Delivery.id == delivery.id, Delivery.attempts == attempts)
+            ),
+        )
+        return status if result.rowcount == 1 else None
     if status != DeliveryStatus.failed:
         values["next_attempt_at"] = None
         if delivery.kind == DeliveryKind.email:

@@ -11,6 +11,7 @@ from datetime import datetime
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.cache import cdn
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.mail import sender as mail
@@ -37,6 +38,15 @@ async def _attempt(
         return service.Outcome.retry(f"internal error: {type(exc).__name__}")
 
 
+async def _purge(purges: list[Delivery], settings: Settings) -> service.Outcome:
+    try:
+        async with cdn.client(settings) as http:
+            return await cdn.purge(http, settings, cdn.merged(d.payload for d in purges))
+    except Exception as exc:
+        log.exception("purge crashed", exc_info=exc)
+        return service.Outcome.retry(f"internal error: {type(exc).__name__}")
+
+
 async def process_due(
     sessionmaker: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -51,14 +61,24 @@ async def process_due(
         claimed = await service.claim(session, now, limit)
     if not claimed:
         return 0
+    purges = [d for d in claimed if d.kind == DeliveryKind.purge]
+    claimed = [d for d in claimed if d.kind != DeliveryKind.purge] + purges
     client = (
         webhooks.client(settings) if any(d.kind == DeliveryKind.webhook for d in claimed) else None
     )
     try:
-        outcomes = await asyncio.gather(*(_attempt(d, settings, client) for d in claimed))
+        outcomes = list(
+            await asyncio.gather(
+                *(_attempt(d, settings, client) for d in claimed[: len(claimed) - len(purges)]),
+                *([_purge(purges, settings)] if purges else []),
+            )
+        )
     finally:
         if client is not None:
             await client.aclose()
+    if purges:
+        # One merged purge stands for every purge delivery of the batch.
+        outcomes[-1:] = outcomes[-1:] * len(purges)
     async with sessionmaker() as session:
         for delivery, outcome in zip(claimed, outcomes, strict=True):
             status = await service.record(
@@ -83,27 +103,35 @@ async def run(
     settings: Settings,
     *,
     poll_seconds: float = POLL_SECONDS,
+    wake: asyncio.Event | None = None,
 ) -> None:
-    """Forever: a pass, then a pause unless the pass found a full batch."""
+    """Forever: a pass, then a pause unless the pass found a full batch. `wake` ends the
+    pause early (this process just queued something, e.g. a CDN purge)."""
+    wake = wake or asyncio.Event()
     while True:
+        wake.clear()
         try:
             attempted = await process_due(sessionmaker, settings)
         except Exception as exc:  # the database may be away for a while: keep going
             log.warning("outbox pass failed: %s", type(exc).__name__)
             attempted = 0
         if attempted < BATCH:
-            await asyncio.sleep(poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll_seconds):
+                    await wake.wait()
 
 
 def start(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    wake: asyncio.Event | None = None,
 ) -> asyncio.Task[None] | None:
     """Called in the lifespan: hand the settings to the app's sessions (enqueueing reads them)
     and, with WEBHOOK_WORKER on, start the worker."""
     service.bind_settings(sessionmaker, settings)
     if not settings.webhook_worker:
         return None
-    return asyncio.create_task(run(sessionmaker, settings), name="outbox-worker")
+    return asyncio.create_task(run(sessionmaker, settings, wake=wake), name="outbox-worker")
 
 
 async def stop(task: asyncio.Task[None] | None) -> None:

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.cache import keys
 from app.core.db import SessionDep
 from app.core.http_cache import IfMatch, check_if_match
 from app.core.openapi import responses
@@ -48,13 +49,14 @@ async def _one(
     headers: dict[str, str] | None = None,
 ) -> Response:
     counts = await service.article_counts(session, [tag.id])
-    return json(
+    response = json(
         _public(tag, counts.get(tag.id, 0)),
         fields=fields,
         status_code=status_code,
         headers=headers,
         version=tag.version,
     )
+    return keys.label(response, [keys.tag(tag.id), keys.LISTINGS])
 
 
 @router.get("", response_model=Page[TagPublic], responses=responses(422), summary="List tags")
@@ -75,7 +77,10 @@ async def list_tags(
     counts = await service.article_counts(session, [t.id for t in rows])
     set_page_headers(request, response, total=total, params=params)
     listing = Page[TagPublic].of([_public(t, counts.get(t.id, 0)) for t in rows], total, params)
-    return json(listing, fields=wanted, list_fields=True, headers=dict(response.headers))
+    return keys.label(
+        json(listing, fields=wanted, list_fields=True, headers=dict(response.headers)),
+        [keys.TAGS, keys.LISTINGS, *(keys.tag(t.id) for t in rows)],
+    )
 
 
 @router.get(

@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article, article_tags
 from app.articles.queries import is_public
+from app.cache import keys
+from app.cache.publish import invalidate
 from app.core import text
 from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidInput, NotFound
@@ -82,6 +84,8 @@ async def _apply(session: AsyncSession, tag: Tag, changes: dict[str, Any]) -> No
     except IntegrityError as exc:
         # The slug check reads before writing; a concurrent writer can still win the race.
         raise Conflict("Another tag took this slug meanwhile; retry.", field="slug") from exc
+    # Names show on articles' pages; slugs decide what `?tag=` lists.
+    invalidate(session, keys.tag(tag.id), keys.TAGS, keys.LISTINGS)
 
 
 async def create(session: AsyncSession, data: TagCreate) -> Tag:
@@ -110,6 +114,7 @@ async def delete(session: AsyncSession, tag: Tag) -> None:
         sql_update(Article).where(Article.id.in_(tagged)).values(version=Article.version + 1)
     )
     await session.execute(sql_delete(article_tags).where(article_tags.c.tag_id == tag.id))
+    invalidate(session, keys.tag(tag.id), keys.TAGS, keys.LISTINGS)
     await session.delete(tag)
     await session.flush()
 
@@ -147,6 +152,7 @@ async def resolve(session: AsyncSession, names_or_slugs: list[str]) -> list[Tag]
             tag = Tag(name=value, slug=await _slug(session, None, value, None))
             session.add(tag)
             await session.flush()
+            invalidate(session, keys.TAGS)
             known.append(tag)
         found.setdefault(tag.id, tag)
     return list(found.values())

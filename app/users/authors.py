@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article
 from app.articles.queries import is_public
+from app.cache import keys
 from app.core.db import SessionDep, utcnow
 from app.core.errors import NotFound
 from app.core.openapi import responses
@@ -34,7 +35,8 @@ class AuthorPublic(BaseModel):
 
 async def _authors(
     session: AsyncSession, *, slug: str | None = None, offset: int = 0, limit: int = 1
-) -> tuple[list[AuthorPublic], int]:
+) -> tuple[list[tuple[int, AuthorPublic]], int]:
+    """(user id, profile) of the authors on one page, and how many there are."""
     counts = (
         select(Article.author_id, func.count().label("n"))
         .where(is_public(utcnow()))
@@ -49,12 +51,15 @@ async def _authors(
         query.order_by(User.display_name, User.id).offset(offset).limit(limit)
     )
     authors = [
-        AuthorPublic(
-            display_name=user.display_name,
-            slug=user.slug,
-            bio=user.bio,
-            avatar_url=user.avatar_url,
-            article_count=n,
+        (
+            user.id,
+            AuthorPublic(
+                display_name=user.display_name,
+                slug=user.slug,
+                bio=user.bio,
+                avatar_url=user.avatar_url,
+                article_count=n,
+            ),
         )
         for user, n in rows
     ]
@@ -70,11 +75,12 @@ async def list_authors(
 ) -> Response:
     """People with at least one published article, by name."""
     wanted = parse_fields(fields, AuthorPublic)
-    items, total = await _authors(session, offset=params.offset, limit=params.per_page)
-    page = Page[AuthorPublic].of(items, total, params)
+    found, total = await _authors(session, offset=params.offset, limit=params.per_page)
+    page = Page[AuthorPublic].of([author for _, author in found], total, params)
     response = json(page, fields=wanted, list_fields=True)
     set_page_headers(request, response, total=total, params=params)
-    return response
+    shown = [keys.author(user_id) for user_id, _ in found]
+    return keys.label(response, [keys.AUTHORS, keys.LISTINGS, *shown])
 
 
 @router.get(
@@ -86,7 +92,8 @@ async def read_author(
     fields: FieldsParam = None,
 ) -> Response:
     wanted = parse_fields(fields, AuthorPublic)
-    items, _ = await _authors(session, slug=slug)
-    if not items:
+    found, _ = await _authors(session, slug=slug)
+    if not found:
         raise NotFound(f"No author {slug}.")
-    return json(items[0], fields=wanted)
+    user_id, author = found[0]
+    return keys.label(json(author, fields=wanted), [keys.author(user_id), keys.LISTINGS])

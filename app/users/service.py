@@ -3,11 +3,16 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.cache import keys
+from app.cache.publish import invalidate
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.core.security import hash_password
 from app.core.text import free_slug
 from app.users.models import Role, User
 from app.users.schemas import UserCreate, UserUpdate
+
+# What readers see of a user: an author's name and profile.
+PROFILE = frozenset({"display_name", "bio", "avatar_url"})
 
 
 async def get(session: AsyncSession, user_id: int) -> User:
@@ -76,5 +81,7 @@ async def update(session: AsyncSession, user: User, data: UserUpdate, *, actor: 
             raise InvalidInput(f"{key} cannot be null.", field=key)
     for key, value in changes.items():
         setattr(user, key, value)
+    if PROFILE & changes.keys():
+        invalidate(session, keys.author(user.id), keys.AUTHORS, keys.LISTINGS)
     await session.flush()
     return user
