@@ -43,6 +43,7 @@ format fmt: install
 
 test: install lint
 	./scripts/ensure-chromium
+	./scripts/ensure-varnish
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # A long fuzzing run of every operation (the suite runs FUZZ_EXAMPLES=10 per operation).

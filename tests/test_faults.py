@@ -4,7 +4,6 @@ SIGTERM under load, two worker processes racing, and slow clients."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -28,57 +27,9 @@ from app.main import create_app
 from app.users.models import Role
 from tests.conftest import make_settings
 from tests.factories import bearer, make_article, make_token, make_user
-from tests.support import ServerProcess, free_port, wait_until_healthy
+from tests.support import ServerProcess, TcpProxy, free_port, wait_until_healthy
 
 pytestmark = pytest.mark.slow
-
-
-class TcpProxy:
-    """A TCP proxy in front of PostgreSQL that a test can cut and restore."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self.server: asyncio.Server | None = None
-        self.links: set[asyncio.StreamWriter] = set()
-        self.cut_count = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self.links |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            with contextlib.suppress(Exception):
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self.links -= {writer, up_writer}
-
-    async def cut(self) -> None:
-        """Refuse new connections and drop every open one, as a dead database would."""
-        assert self.server is not None
-        self.server.close()
-        for link in list(self.links):
-            link.transport.abort()
-        self.links.clear()
-        self.cut_count += 1
-
-    async def restore(self) -> None:
-        await self.start()
-
-    async def stop(self) -> None:
-        await self.cut()
 
 
 @pytest.fixture
