@@ -61,7 +61,7 @@ ARTICLES ?= 10000
 COMMENTS ?= 100000
 BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgresql+asyncpg://postgres@127.0.0.1:5432/bench)
 
-.PHONY: bench-data bench bench-growth bench-large
+.PHONY: bench-data bench bench-growth bench-large bench-mixed
 
 bench-data: install
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.generate \
@@ -76,3 +76,7 @@ bench-growth: install
 bench-large: install
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.run growth \
 		--sizes 10000,100000,1000000
+
+# Reads while comments arrive (2, 20, 100/s), two instances on one database, a write flood.
+bench-mixed: install
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.run mixed

@@ -3,6 +3,7 @@
     make bench                      # python -m bench.run
     make bench-growth               # python -m bench.run growth --sizes 10000,100000
     make bench-large                # ... --sizes 10000,100000,1000000
+    make bench-mixed                # python -m bench.run mixed (see bench/mixed.py)
 
 `make bench` uses the PostgreSQL database in $BENCH_DATABASE_URL (else $DATABASE_URL, else
 postgresql+asyncpg://postgres@127.0.0.1:5432/bench), filled by `make bench-data` (or, when it
@@ -1185,11 +1186,19 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--modes", default="warm,cold", help="warm, cold or both (default)")
     grow = sub.add_parser("growth", help="list page 1 and detail at several database sizes")
     grow.add_argument("--sizes", default="10000,100000")
+    mix = sub.add_parser("mixed", help="reads while comments arrive; two instances; a flood")
+    mix.add_argument(
+        "--parts", default="mixed,instances,flood", help="any of mixed, instances, flood"
+    )
     args = parser.parse_args(argv)
     if not args.database_url.startswith("postgresql"):
         parser.error("the benchmark runs on PostgreSQL: give a postgresql+asyncpg:// URL")
     if args.command == "growth":
         return growth(args)
+    if args.command == "mixed":
+        from bench import mixed
+
+        return mixed.run(args)
     if args.command is None:
         args.only, args.output, args.modes = None, RESULTS / "latest.md", "warm,cold"
     return suite(args)

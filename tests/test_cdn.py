@@ -184,3 +184,28 @@ async def test_no_purge_is_queued_without_a_cdn(
     await client.get(f"/api/v1/articles/{article.id}")
     count = await session.scalar(select(func.count()).select_from(Delivery))
     assert count == 0
+
+
+class TestPurgedCachesKeepLonger:
+    @pytest.fixture
+    def settings_overrides(self, cdn: Receiver) -> dict[str, Any]:
+        return {
+            "cdn_purge": "varnish",
+            "cdn_purge_urls": _base(cdn),
+            "cdn_max_age": 3600,
+        }
+
+    async def test_surrogates_may_keep_a_read_until_it_is_purged(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        editor = await make_user(session, role=Role.editor)
+        article = await make_article(session, editor)
+        public = await client.get(f"/api/v1/articles/{article.id}")
+        assert public.headers["surrogate-control"] == "max-age=3600"
+        assert public.headers["cdn-cache-control"] == "max-age=3600"
+        assert public.headers["cache-control"].startswith("public, max-age=60")
+        mine = await client.get(
+            f"/api/v1/articles/{article.id}", headers=bearer(await make_token(session, editor))
+        )
+        assert "surrogate-control" not in mine.headers
+        assert "cdn-cache-control" not in mine.headers
