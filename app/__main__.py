@@ -32,8 +32,8 @@ def _run(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         # writes touch are invalidated as a server's would be (this machine's clock,
         # PostgreSQL NOTIFY for the others, the CDN through the outbox).
         clock = KeyClock(settings.cache_generation_file) if settings.response_cache else None
-        notify = clock is not None and not settings.is_sqlite
-        bind(sessionmaker, Publisher(clock, notify=notify, cdn=settings.cdn_purge != "none"))
+        cdn = settings.cdn_purge != "none"
+        bind(sessionmaker, Publisher(clock, notify=not settings.is_sqlite, cdn=cdn))
         try:
             async with sessionmaker() as session:
                 result = await work(session)

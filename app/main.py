@@ -109,7 +109,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if clock is not None and not settings.is_sqlite
         else None
     )
-    publisher = Publisher(clock, notify=listener is not None, cdn=settings.cdn_purge != "none")
+    # Every instance tells the others, whether or not it caches itself (a worker-only
+    # instance, or one with RESPONSE_CACHE=false, still writes what they show).
+    publisher = Publisher(clock, notify=not settings.is_sqlite, cdn=settings.cdn_purge != "none")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -4,6 +4,9 @@ never stale after a write returns, and not to be poisoned or blown up from outsi
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -396,6 +399,33 @@ class TestInvalidation:
         finally:
             other.close()
         assert (await client.get(path)).json()["title"] == "New"
+
+    async def test_an_import_on_the_command_line_drops_every_cached_page(
+        self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession, tmp_path: Path
+    ) -> None:
+        article = await make_article(session, await make_user(session))
+        paths = ["/api/v1/articles", f"/api/v1/articles/{article.id}", "/api/v1/categories"]
+        await warm(client, *paths)
+        settings = app.state.settings
+        env = {
+            **os.environ,
+            "DATABASE_URL": settings.database_url,
+            "CACHE_GENERATION_FILE": str(settings.cache_generation_file),
+            "LOG_LEVEL": "WARNING",
+        }
+        wxr = Path(__file__).parent / "fixtures" / "wxr" / "site-1.2.xml"
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "app", "import-wxr", str(wxr)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        for path in paths:
+            assert (await client.get(path)).headers["x-cache"] == "MISS", path
 
     async def test_a_scheduled_article_shows_in_lists_when_its_time_comes(
         self, client: httpx.AsyncClient, session: AsyncSession
