@@ -138,7 +138,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             watched = clock or KeyClock(settings.cache_generation_file)
             tasks.append(
                 asyncio.create_task(
-                    schedule.watch(app.state.sessionmaker, watched), name="schedule-watch"
+                    schedule.watch(
+                        app.state.sessionmaker,
+                        watched,
+                        close_after_days=settings.comments_close_after_days,
+                    ),
+                    name="schedule-watch",
                 )
             )
         # What is loaded by now (modules, routes, schemas) lives as long as the process:

@@ -449,6 +449,33 @@ class TestInvalidation:
         assert titles == ["Embargoed", "Already out"]
 
 
+class TestByTheClock:
+    @pytest.fixture
+    def settings_overrides(self, tmp_path: Path) -> dict[str, Any]:
+        return cache_settings(tmp_path, comments_close_after_days=1)
+
+    async def test_pages_say_comments_closed_once_they_close(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        author = await make_user(session)
+        now = utcnow()
+        own = await make_article(session, author, comments_close_at=now + timedelta(seconds=1.5))
+        # COMMENTS_CLOSE_AFTER_DAYS=1: closes a day after publication.
+        aged = await make_article(
+            session, author, published_at=now - timedelta(days=1) + timedelta(seconds=1.5)
+        )
+        paths = [f"/api/v1/articles/{own.id}", f"/api/v1/articles/{aged.id}"]
+        await warm(client, *paths)
+        assert [(await client.get(p)).json()["comments_open"] for p in paths] == [True, True]
+        still_open = paths
+        for _ in range(50):
+            await asyncio.sleep(0.2)
+            still_open = [p for p in paths if (await client.get(p)).json()["comments_open"]]
+            if not still_open:
+                break
+        assert still_open == []
+
+
 class TestKeys:
     async def test_unknown_parameters_are_left_out_of_the_key_and_the_links(
         self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession

@@ -18,7 +18,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.articles import reads
+from app.articles import queries, reads
 from app.articles.models import Article, ArticleStatus
 from app.articles.queries import LIVE
 from app.cache import keys
@@ -98,7 +98,8 @@ async def changed(
     if seen_before or seen_after:
         place = after if after is not None else before
         assert place is not None
-        found |= {keys.article(place.id), keys.ARTICLES}
+        # SCHEDULE too: the write may have moved the time its comments close by the clock.
+        found |= {keys.article(place.id), keys.ARTICLES, keys.SCHEDULE}
         moved = (
             seen_before != seen_after
             or before is None
@@ -144,3 +145,13 @@ async def came_due(session: AsyncSession, since: datetime, until: datetime) -> i
     if rows:
         invalidate(session, *found, keys.LISTINGS, keys.SEARCH, keys.ARTICLES)
     return len(rows)
+
+
+async def comments_closed(
+    session: AsyncSession, since: datetime, until: datetime, close_after_days: int
+) -> None:
+    """Invalidate the pages of articles whose comments closed by the clock in (since, until]:
+    they say `comments_open`."""
+    closed = await queries.closed_between(session, since, until, close_after_days)
+    if closed:
+        invalidate(session, *(key for i in closed for key in (keys.article(i), keys.comments(i))))

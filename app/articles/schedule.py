@@ -1,8 +1,9 @@
-"""A scheduled article becomes public when its time comes, with no write to mark that
-moment: this watcher, one per worker process, invalidates what it changes then (its
-neighbours' pages, lists, feeds, sitemaps; see `invalidation.came_due`). It sleeps until
-the next publication time, waking early when a write touched a scheduled article anywhere
-(the `schedule` key moves in this machine's clock), and looks again at least every
+"""What the clock alone changes, with no write to mark the moment: a scheduled article
+becomes public (its neighbours' pages, lists, feeds and sitemaps change; see
+`invalidation.came_due`), and an article's comments close (its page and lists say
+`comments_open`). This watcher, one per worker process, invalidates those pages then. It
+sleeps until the next such instant, waking early when a write touched a scheduled article
+anywhere (the `schedule` key moves in this machine's clock), and looks again at least every
 `recheck` seconds."""
 
 from __future__ import annotations
@@ -24,10 +25,25 @@ log = logging.getLogger("app.cache")
 POLL_SECONDS = 1.0
 
 
+async def _next_instant(
+    session: AsyncSession, after: datetime, close_after_days: int
+) -> datetime | None:
+    found = [
+        t
+        for t in (
+            await queries.next_scheduled(session, after),
+            await queries.next_closing(session, after, close_after_days),
+        )
+        if t is not None
+    ]
+    return min(found) if found else None
+
+
 async def watch(
     sessionmaker: async_sessionmaker[AsyncSession],
     clock: KeyClock,
     *,
+    close_after_days: int = 0,
     recheck: float = 30.0,
     poll: float = POLL_SECONDS,
 ) -> None:
@@ -37,7 +53,7 @@ async def watch(
         upcoming: datetime | None = None
         try:
             async with sessionmaker() as session:
-                upcoming = await queries.next_scheduled(session, done_until)
+                upcoming = await _next_instant(session, done_until, close_after_days)
         except Exception as exc:  # the database may be away; try again later
             log.warning("could not read the next scheduled article: %s", type(exc).__name__)
         wait = recheck
@@ -54,6 +70,7 @@ async def watch(
         try:
             async with sessionmaker() as session:
                 await invalidation.came_due(session, done_until, now)
+                await invalidation.comments_closed(session, done_until, now, close_after_days)
                 await session.commit()
             done_until = now
         except Exception as exc:

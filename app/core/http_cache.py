@@ -142,7 +142,12 @@ class HttpCacheMiddleware:
                     headers["Cache-Control"] = self.public
                 elif control.startswith("public") and self.stale and "stale-" not in control:
                     headers["Cache-Control"] = f"{control}, {self.stale}"
-                if self.surrogate and not private and "surrogate-key" in headers:
+                if (
+                    self.surrogate
+                    and not private
+                    and "surrogate-key" in headers
+                    and "surrogate-control" not in headers
+                ):
                     headers["Surrogate-Control"] = self.surrogate
                     headers["CDN-Cache-Control"] = self.surrogate
                 start = message

@@ -29,7 +29,8 @@ from app.feeds.schemas import JsonFeed
 
 router = APIRouter(tags=["feeds"])
 
-CACHE_CONTROL = "public, max-age=300"
+MAX_AGE = 300
+CACHE_CONTROL = f"public, max-age={MAX_AGE}"
 NEWS_SITEMAP = "/sitemaps/news.xml"
 
 CategoryParam = Annotated[
@@ -75,9 +76,17 @@ SITEMAP_KEYS = (keys.LISTINGS, keys.ARTICLES)
 
 
 def _respond(
-    body: bytes, media_type: str, last_modified: datetime | None, shown: Iterable[str]
+    body: bytes,
+    media_type: str,
+    last_modified: datetime | None,
+    shown: Iterable[str],
+    *,
+    by_the_clock: bool = False,
 ) -> Response:
     headers = {"Cache-Control": CACHE_CONTROL}
+    if by_the_clock:
+        # What it lists also changes with no write to purge it by: no longer in a CDN either.
+        headers["Surrogate-Control"] = headers["CDN-Cache-Control"] = f"max-age={MAX_AGE}"
     if last_modified is not None:
         headers["Last-Modified"] = http_date(last_modified)
     return keys.label(Response(body, media_type=media_type, headers=headers), shown)
@@ -218,5 +227,9 @@ async def news_sitemap(request: Request, session: SessionDep) -> Response:
     items = await service.news(session, utcnow())
     newest = max((item.last_change for item in items), default=None)
     return _respond(
-        builders.news_urlset(app_settings(request), items), XML_UTF8, newest, SITEMAP_KEYS
+        builders.news_urlset(app_settings(request), items),
+        XML_UTF8,
+        newest,
+        SITEMAP_KEYS,
+        by_the_clock=True,
     )
