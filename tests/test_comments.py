@@ -113,6 +113,8 @@ class TestPosting:
             ({"content": " \n\t "}, "content"),
             ({"content": "x" * 10_001}, "content"),
             ({"author_url": "javascript:alert(1)"}, "author_url"),
+            # Longer than the column (was a 500 on PostgreSQL, stored on SQLite).
+            ({"author_url": "https://example.com/" + "a" * 2040}, "author_url"),
             ({"status": "approved"}, "status"),
         ],
     )
