@@ -152,7 +152,10 @@ class ArticleListItem(_Out):
     slug: str
     title: str
     kicker: str | None
-    excerpt: str
+    excerpt: str = Field(
+        description="Plain text (characters such as `<` and `&` are themselves, not markup): "
+        "insert it as text, never as HTML."
+    )
     status: ArticleStatus = Field(description="`published` once a scheduled time has passed.")
     published_at: datetime | None
     updated_at: datetime
