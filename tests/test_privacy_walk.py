@@ -34,6 +34,16 @@ def forbidden_strings() -> list[str]:
     return sorted(variants, key=str.lower)
 
 
+def assert_clean(text: str, where: str) -> None:
+    lowered = text.lower()
+    for secret in forbidden_strings():
+        assert secret.lower() not in lowered, f"{secret!r} leaked into {where}"
+
+
+def assert_answer_clean(response: httpx.Response) -> None:
+    assert_clean(response.text + str(dict(response.headers)), str(response.request.url))
+
+
 def path_values(article: Article, comment_id: int) -> dict[str, Any]:
     return {
         "article_id": article.id,
@@ -118,13 +128,9 @@ async def test_no_public_endpoint_or_log_line_leaks_a_commenter(
     assert any("First!" in r.text for r in walked), "comments were present during the walk"
 
     for response in responses:
-        text = (response.text + str(dict(response.headers))).lower()
-        for secret in forbidden_strings():
-            assert secret.lower() not in text, f"{secret!r} leaked from {response.request.url}"
+        assert_answer_clean(response)
     for record in caplog.records:
-        line = (record.getMessage() + str(record.__dict__)).lower()
-        for secret in forbidden_strings():
-            assert secret.lower() not in line, f"{secret!r} leaked into a log line"
+        assert_clean(record.getMessage() + str(record.__dict__), "a log line")
 
 
 # A database error forced where readers' data is written: every comment and every token
@@ -207,14 +213,10 @@ async def test_failed_requests_leave_no_reader_data_in_answers_or_logs(
     lines = [handler.format(record) for record in caplog.records]
     assert any("forced failure" in line for line in lines), "the database's own error is logged"
     for response in [over_long, *failed]:
-        text = (response.text + str(dict(response.headers))).lower()
-        for secret in forbidden_strings():
-            assert secret.lower() not in text, f"{secret!r} leaked from {response.request.url}"
+        assert_answer_clean(response)
     for line in lines:
-        lowered = line.lower()
-        for secret in forbidden_strings():
-            assert secret.lower() not in lowered, f"{secret!r} leaked into {line[:300]}"
-        assert not _DIGEST.search(lowered), f"a digest leaked into {line[:300]}"
+        assert_clean(line, line[:300])
+        assert not _DIGEST.search(line.lower()), f"a digest leaked into {line[:300]}"
 
 
 def test_every_engine_the_service_creates_hides_parameters() -> None:
