@@ -119,7 +119,7 @@ async def _comments(session: AsyncSession, article_id: int) -> None:
             content=text,
             parent_id=posted[parent] if parent is not None else None,
         )
-        place = await comments.prepare(session, article_id, data, settings)
+        place = await comments.prepare(session, article_id, data, settings, ip="127.0.0.1")
         comment, _ = await comments.store(
             session, place, data, ip="127.0.0.1", user_agent="demo", settings=settings
         )

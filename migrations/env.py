@@ -61,7 +61,8 @@ async def run_async_migrations() -> None:
     if connection is not None:
         _run_sync(connection)
         return
-    engine = create_async_engine(database_url(), poolclass=NullPool)
+    # Data migrations bind readers' data too: a failing statement must not log it.
+    engine = create_async_engine(database_url(), poolclass=NullPool, hide_parameters=True)
     async with engine.connect() as conn:
         await conn.run_sync(_run_sync)
     await engine.dispose()

@@ -69,16 +69,17 @@ async def test_duplicates_and_hourly_limits_span_processes(
 ) -> None:
     article = await make_article(session, await make_user(session))
     path = f"/api/v1/articles/{article.id}/comments"
-    env = worker_env(database_url, COMMENT_FLOOD_SECONDS="0", COMMENT_RATE_LIMIT="2/hour")
+    env = worker_env(database_url, COMMENT_FLOOD_SECONDS="0", COMMENT_RATE_LIMIT="3/hour")
     with ExitStack() as stack:
         first, second = two_workers(stack, env)
         async with httpx.AsyncClient(timeout=10) as http:
             made = await http.post(first + path, json=comment("c@example.com", "same"))
             assert made.status_code == 201
             duplicate = await http.post(second + path, json=comment("c@example.com", "same"))
-            assert duplicate.status_code == 409
+            assert duplicate.status_code == 409, "the same client, through another process"
             other = await http.post(second + path, json=comment("d@example.com", "x"))
             assert other.status_code == 201
             limited = await http.post(first + path, json=comment("e@example.com", "y"))
+            # The refused duplicate counted too: every attempt is counted before any check.
             assert limited.status_code == 429, "the hourly count is shared by both processes"
             assert int(limited.headers["retry-after"]) > 60

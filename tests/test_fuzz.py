@@ -5,6 +5,7 @@ operation (default 10); `make fuzz` runs many more."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,6 +18,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from tests.support import ROOT, ServerProcess, free_port, wait_until_healthy
 
@@ -91,7 +95,7 @@ LINKED_OPERATIONS = [
 ]  # fmt: skip
 
 
-def test_every_operation(fuzz_server: tuple[str, str]) -> None:
+def test_every_operation(fuzz_server: tuple[str, str], database_url: str) -> None:
     base, token = fuzz_server
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     auth = {"Authorization": f"Bearer {token}"}
@@ -123,7 +127,20 @@ def test_every_operation(fuzz_server: tuple[str, str]) -> None:
     report = "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
     assert not failures, f"{len(failures)} of {operations} operations failed:\n{report}"
     assert operations >= 50
+    assert examples >= operations * min(EXAMPLES, 5)
+    # The fuzzed server ran on this variant's database (PostgreSQL in its variant): the
+    # admin made for it is stored there.
+    assert asyncio.run(_stored_fuzz_writes(database_url)) > 0
     print(f"fuzzed {operations} operations with {examples} examples, 0 failures")
+
+
+async def _stored_fuzz_writes(database_url: str) -> int:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(text("SELECT count(*) FROM users")) or 0)
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.postgres_only

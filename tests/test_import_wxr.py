@@ -294,7 +294,7 @@ class TestAuthorsAndTerms:
         assert {u.role for u in users.values()} == {Role.author}
         assert users["jdoe"].email == "JDoe@example.com"
         assert users["Zeynep_O"].display_name == "Zeynep Öztürk"
-        assert users["ghost"].display_name == "ghost"
+        assert users["ghost"].display_name == "Staff", "a login name is never shown"
         assert all(u.password_hash.startswith("$argon2") for u in users.values())
 
     def test_logins_are_sanitised_to_the_username_rule(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -72,3 +72,45 @@ class TestMigrations:
     async def test_models_and_migrations_agree(self, database_url: str) -> None:
         diff, _ = await _schema_diff(database_url)
         assert diff == [], f"models and migrations differ: {diff}"
+
+    async def test_0007_takes_login_names_out_of_public_view(self, fresh_url: str) -> None:
+        await _run(alembic_upgrade, fresh_url, "0006")
+        before = [
+            # (login, display name, slug) as the old fallback left them, and others.
+            ("taken", "Staff", "staff"),
+            ("jdoe", "jdoe", "jdoe"),
+            ("kim", "Kim Lee", "kim"),
+            ("pat", "Pat Writer", "pat-writer"),
+            ("farid", "Farid", "farid"),
+            ("old.hand", "old.hand", "old-hand-2"),
+        ]
+        engine = create_async_engine(fresh_url, poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                for login, name, slug in before:
+                    await conn.execute(
+                        text(
+                            "INSERT INTO users (username, password_hash, role, is_active,"
+                            " display_name, slug, created_at, updated_at) VALUES (:u, 'x',"
+                            " 'author', true, :n, :s, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                        ),
+                        {"u": login, "n": name, "s": slug},
+                    )
+            expected = {
+                "taken": ("Staff", "staff"),
+                "jdoe": ("Staff", "staff-2"),
+                "kim": ("Kim Lee", "kim-lee"),
+                "pat": ("Pat Writer", "pat-writer"),
+                "farid": ("Farid", "farid"),
+                "old.hand": ("Staff", "staff-3"),
+            }
+            for _ in range(2):  # and again after a downgrade: nothing moves twice
+                await _run(alembic_upgrade, fresh_url)
+                async with engine.connect() as conn:
+                    rows = await conn.execute(
+                        text("SELECT username, display_name, slug FROM users")
+                    )
+                    assert {u: (n, s) for u, n, s in rows} == expected
+                await _run(alembic_downgrade, fresh_url, "0006")
+        finally:
+            await engine.dispose()

@@ -14,11 +14,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.categories.models import Category
 from app.core.db import utcnow
-from app.core.html import render_comment, sanitize_article_html
+from app.core.html import (
+    ARTICLE_ATTRIBUTES,
+    ARTICLE_TAGS,
+    render_comment,
+    sanitize_article_html,
+)
 from app.core.text import slugify, unique_slug
 from tests.factories import make_article, make_user
 
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+# Every attribute HTML (current or legacy) reads a URL from: a browser, a feed reader or a
+# script may follow any of them.
+URL_ATTRIBUTES = {
+    "action", "background", "cite", "codebase", "data", "dynsrc", "formaction", "href",
+    "icon", "longdesc", "lowsrc", "manifest", "ping", "poster", "profile", "src", "srcset",
+    "usemap", "xlink:href",
+}  # fmt: skip
 
 
 class _Collector(HTMLParser):
@@ -43,9 +55,7 @@ def _dangerous(html: str) -> list[str]:
         if name.startswith("on"):
             problems.append(name)
         compact = re.sub(r"[\x00-\x20]", "", value).lower()
-        if name in ("href", "src", "cite", "action", "formaction") and (
-            compact.startswith(("javascript:", "vbscript:", "data:"))
-        ):
+        if name in URL_ATTRIBUTES and compact.startswith(("javascript:", "vbscript:", "data:")):
             problems.append(f"{name}={value}")
     if re.search(r"<\s*script", html, re.I):
         problems.append("script text")
@@ -53,11 +63,17 @@ def _dangerous(html: str) -> list[str]:
 
 
 _tags = st.sampled_from(
-    ["script", "img", "a", "p", "svg", "iframe", "b", "div", "style", "math", "object", "SCRIPT"]
-)
+    [
+        "script", "img", "a", "p", "svg", "iframe", "b", "div", "style", "math", "object",
+        "SCRIPT", "blockquote", "q", "del", "ins", "video", "button",
+    ]
+)  # fmt: skip
 _attrs = st.sampled_from(
-    ["onerror", "onclick", "href", "src", "style", "ONLOAD", "xlink:href", "formaction"]
-)
+    [
+        "onerror", "onclick", "href", "src", "style", "ONLOAD", "xlink:href", "formaction",
+        "cite", "CITE", "longdesc", "poster", "srcset", "background",
+    ]
+)  # fmt: skip
 _values = st.sampled_from(
     [
         "javascript:alert(1)",
@@ -97,6 +113,39 @@ def hostile_html(draw: st.DrawFn) -> str:
 @given(hostile_html())
 def test_article_sanitiser_never_returns_active_content(raw: str) -> None:
     assert _dangerous(sanitize_article_html(raw)) == []
+
+
+# A URL's scheme as browsers read it, disguised the ways they forgive.
+HOSTILE_URLS = [
+    "javascript:alert(1)",
+    " JaVaScRiPt:alert(1)",
+    "java\tscript:alert(1)",
+    "java&#x09;script:alert(1)",
+    "jav&#x0A;ascript:alert(1)",
+    "&#106;avascript:alert(1)",
+    "\x01javascript:alert(1)",
+    "javascript&colon;alert(1)",
+    "vbscript:msgbox(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "DATA:text/html;base64,PHNjcmlwdD4=",
+]
+
+
+def test_no_url_attribute_the_allow_list_admits_carries_a_script_url() -> None:
+    """Every tag the article sanitiser keeps, with every URL attribute and every attribute it
+    allows on that tag, and every disguise of a script URL: none survives."""
+    tried = 0
+    for tag in sorted(ARTICLE_TAGS):
+        for attribute in sorted(URL_ATTRIBUTES | ARTICLE_ATTRIBUTES.get(tag, set())):
+            for value in HOSTILE_URLS:
+                clean = sanitize_article_html(f'<{tag} {attribute}="{value}">x</{tag}>')
+                assert _dangerous(clean) == [], (tag, attribute, value, clean)
+                tried += 1
+    assert tried > 8000
+    kept = sanitize_article_html('<blockquote cite="https://source.example/a">q</blockquote>')
+    assert 'cite="https://source.example/a"' in kept, "safe URLs stay"
+    relative = sanitize_article_html('<q cite="/archive/2017">q</q>')
+    assert 'cite="/archive/2017"' in relative
 
 
 @settings(max_examples=300, deadline=None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -445,6 +446,31 @@ class TestDelivery:
         assert item["status"] == "succeeded"
         assert item["attempts"] == 3
         assert item["last_status_code"] == 200
+
+    async def test_log_lines_name_the_webhook_never_its_url(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        admin_token: str,
+        editor: User,
+        receiver: Receiver,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        caplog.set_level(logging.INFO)
+        # A receiver's path and query are often its secret (chat and CI webhooks).
+        hook = await register(
+            client, admin_token, f"{receiver.url}/s3cret-path?key=hunter2", ["article.published"]
+        )
+        await make_article(session, editor)
+        assert await run_worker(app) == 1
+        (received,) = receiver.requests
+        assert "s3cret-path" in received.path
+        lines = [record.getMessage() for record in caplog.records]
+        assert any(f"webhook {hook['id']}" in line for line in lines), lines
+        for line in lines:
+            assert "s3cret-path" not in line, line
+            assert "hunter2" not in line, line
 
     async def test_a_forged_or_replayed_request_fails_verification(
         self,

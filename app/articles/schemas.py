@@ -3,12 +3,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.articles.models import ArticleStatus, CommentStatus, CorrectionKind
+from app.core.dates import in_utc
 from app.core.schemas import Id, InputModel, Slug, WebUrl
 
-Title = Annotated[str, Field(min_length=1, max_length=300)]
+TITLE_MAX = 300
+Title = Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
 Kicker = Annotated[
     str, Field(min_length=1, max_length=200, description="The line above the headline.")
 ]
@@ -28,6 +30,7 @@ CategoryIds = Annotated[
 ]
 When = Annotated[
     AwareDatetime,
+    AfterValidator(in_utc),
     Field(description="ISO 8601 with a zone offset, e.g. 2017-11-24T12:53:00+04:30."),
 ]
 
@@ -149,7 +152,10 @@ class ArticleListItem(_Out):
     slug: str
     title: str
     kicker: str | None
-    excerpt: str
+    excerpt: str = Field(
+        description="Plain text (characters such as `<` and `&` are themselves, not markup): "
+        "insert it as text, never as HTML."
+    )
     status: ArticleStatus = Field(description="`published` once a scheduled time has passed.")
     published_at: datetime | None
     updated_at: datetime

@@ -39,15 +39,17 @@ from app.articles.models import (
 )
 from app.articles.queries import LIVE, is_public
 from app.articles.reads import ArticleRow
-from app.articles.schemas import ArticleCreate, ArticleUpdate, CorrectionCreate
+from app.articles.schemas import TITLE_MAX, ArticleCreate, ArticleUpdate, CorrectionCreate
 from app.cache import keys as cache_keys
 from app.cache.publish import invalidate
 from app.categories import service as categories
 from app.categories.models import Category
 from app.core.config import Settings
+from app.core.dates import in_utc
 from app.core.db import dialect_of, utcnow
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from app.core.html import excerpt_of, plain_text, sanitize_article_html, word_count
+from app.core.schemas import MAX_ID
 from app.core.security import Principal
 from app.core.text import slugify, unique_slug
 from app.outbox import events
@@ -613,21 +615,33 @@ def encode_cursor(order: str, value: Any, article_id: int) -> str:
 
 
 def _decode_cursor(cursor: str, order: str) -> tuple[Any, int]:
+    """A cursor from `next_cursor`, or the 422 for anything a client could forge instead:
+    only values a query can compare come out (a 32-bit id, a title-sized string, an instant
+    that exists in UTC)."""
     bad = InvalidInput(
         "The cursor is not valid for this listing.", field="cursor", location="query"
     )
     try:
         data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        value, article_id = data["v"], int(data["i"])
-        if data["o"] != order:
-            raise bad
-        if order != "title":
-            value = datetime.fromisoformat(value)
-            if value.tzinfo is None:
-                raise bad
-    except (ValueError, KeyError, TypeError, binascii.Error, orjson.JSONDecodeError):
+    except (ValueError, binascii.Error):
         raise bad from None
-    return value, article_id
+    if not isinstance(data, dict) or data.get("o") != order:
+        raise bad
+    value, article_id = data.get("v"), data.get("i")
+    # bool is an int to Python, not to a cursor.
+    if type(article_id) is not int or not 1 <= article_id <= MAX_ID or not isinstance(value, str):
+        raise bad
+    if order == "title":
+        if len(value) > TITLE_MAX or "\x00" in value:
+            raise bad
+        return value, article_id
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise bad
+        return in_utc(moment), article_id
+    except ValueError:
+        raise bad from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -800,7 +814,10 @@ def comments_close_at(article: Visibility, settings: Settings) -> datetime | Non
     if article.comments_close_at is not None:
         return article.comments_close_at
     if settings.comments_close_after_days and article.published_at is not None:
-        return article.published_at + timedelta(days=settings.comments_close_after_days)
+        try:
+            return article.published_at + timedelta(days=settings.comments_close_after_days)
+        except OverflowError:  # published near the end of the calendar: they never close
+            return None
     return None
 
 

@@ -3,12 +3,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response, Security, status
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Depends, Form, Query, Request, Response, Security, status
 
 from app.auth import service
 from app.auth.models import ApiToken
-from app.auth.schemas import AccessToken, ApiTokenCreate, ApiTokenCreated, ApiTokenPublic
+from app.auth.schemas import (
+    AccessToken,
+    ApiTokenCreate,
+    ApiTokenCreated,
+    ApiTokenPublic,
+    LoginForm,
+)
 from app.core.config import app_settings
 from app.core.db import SessionDep
 from app.core.errors import NotFound, TooManyRequests, Unauthorized
@@ -33,7 +38,7 @@ TokensPrincipal = Annotated[Principal, Security(current_principal, scopes=["toke
 async def login(
     request: Request,
     session: SessionDep,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[LoginForm, Form()],
 ) -> AccessToken:
     """Exchange a username and password for a short-lived bearer token (OAuth2 password
     flow, so the Authorize button of `/docs` works). `scope` may narrow the token.

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.schemas import Id
+from app.core.schemas import Id, InputModel
 from app.core.security import SCOPES, Scope
 
 
@@ -18,9 +18,26 @@ class AccessToken(BaseModel):
     scope: str = Field(description="Space-separated scopes the token carries.")
 
 
-class ApiTokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class LoginForm(InputModel):
+    """The OAuth2 password form (RFC 6749 §4.3.2), as `/docs`' Authorize button sends it."""
 
+    # Unrecognised parameters are ignored (RFC 6749 §3.2), and a password is taken exactly
+    # as typed, spaces included.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+    grant_type: str | None = Field(None, pattern="^password$")
+    username: str
+    password: str
+    scope: str = Field("", description="Space-separated scopes that narrow the token.")
+    client_id: str | None = None
+    client_secret: str | None = None
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+
+class ApiTokenCreate(InputModel):
     name: str = Field(min_length=1, max_length=100, description="What the token is for.")
     scopes: Annotated[list[Scope], Field(max_length=len(SCOPES))] | None = Field(
         None,

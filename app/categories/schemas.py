@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.schemas import MAX_ID
+from app.core.schemas import MAX_ID, InputModel
 from app.core.text import MAX_SLUG
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
@@ -27,11 +27,7 @@ ParentId = Annotated[
 ]
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class CategoryCreate(_Input):
+class CategoryCreate(InputModel):
     """A new category; also the body of `PUT`, where every absent field is reset."""
 
     name: Name
@@ -40,7 +36,7 @@ class CategoryCreate(_Input):
     parent_id: ParentId | None = None
 
 
-class CategoryUpdate(_Input):
+class CategoryUpdate(InputModel):
     """Only the fields sent change. `slug: null` regenerates the slug from the name."""
 
     name: Name | None = None

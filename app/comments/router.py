@@ -130,8 +130,10 @@ async def post_comment(
     never published. The answer says whether the comment is `approved` or `pending`
     moderation and carries a one-time `edit_token` (see `X-Comment-Token`).
 
-    Refused with 403 `comments-closed` when comments are closed, 429 (with `Retry-After`)
-    when the same address or email posts again within seconds, 409 for an exact duplicate."""
+    Refused with 429 (with `Retry-After`) when the same address or email posts again
+    within seconds or the address's hourly limit is spent (counted before anything else),
+    403 `comments-closed` when comments are closed, 409 when the same client posts the same
+    text under the same email again. A name that reads as a staff member's is held."""
     settings = app_settings(request)
     scope = f"POST /articles/{article_id}/comments"
     fingerprint = ""
@@ -146,11 +148,12 @@ async def post_comment(
         stored = await idempotency.lookup(session, idempotency_key, scope, fingerprint)
         if stored is not None:
             return _replay(stored)
-    place = await service.prepare(session, article_id, data, settings)
     ip = client_ip(request)
+    # Limits first: every attempt is counted before anything answers from stored comments.
     limits = await service.check_limits(
         request.app.state.ratelimiter, settings, ip=ip, email=data.author_email
     )
+    place = await service.prepare(session, article_id, data, settings, ip=ip)
     comment, token = service.compose(
         place,
         data,

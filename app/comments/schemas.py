@@ -24,7 +24,8 @@ class CommentCreate(InputModel):
 
     author_name: str = Field(min_length=1, max_length=100, description="Shown with the comment.")
     author_email: EmailStr = Field(
-        max_length=254, description="Required, never published. Syntax-checked, not looked up."
+        description="Required, never published. Syntax-checked (at most 254 characters), "
+        "not looked up."
     )
     author_url: WebUrl | None = Field(None, description="Optional http(s) website.")
     content: Content

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from ipaddress import ip_address, ip_network
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     Integer,
     Select,
@@ -45,7 +46,9 @@ from app.core.errors import (
 )
 from app.core.html import count_links, render_comment
 from app.core.ratelimit import RateLimiter, Verdict
+from app.core.text import name_key
 from app.outbox import events
+from app.users.models import User
 
 ANONYMOUS = "Anonymous"
 
@@ -134,12 +137,24 @@ async def check_limits(limiter: RateLimiter, settings: Settings, *, ip: str, ema
     return Limits(hourly=hourly)
 
 
-def _blocked(data: CommentCreate, ip: str, settings: Settings) -> bool:
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What the rules read of a comment, new or edited."""
+
+    name: str
+    email: str
+    url: str | None
+    content: str
+    html: str
+    ip: str
+
+
+def _blocked(written: Written, settings: Settings) -> bool:
     if settings.comment_blocklist_words:
-        text = f"{data.author_name}\n{data.author_url or ''}\n{data.content}".casefold()
+        text = f"{written.name}\n{written.url or ''}\n{written.content}".casefold()
         if any(word.casefold() in text for word in settings.comment_blocklist_words if word):
             return True
-    email = data.author_email
+    email = written.email
     for entry in settings.comment_blocklist_emails:
         entry = entry.lower()
         if email == entry or (entry.startswith("@") and email.endswith(entry)):
@@ -147,7 +162,7 @@ def _blocked(data: CommentCreate, ip: str, settings: Settings) -> bool:
     if not settings.comment_blocklist_ips:
         return False
     try:
-        address = ip_address(ip)
+        address = ip_address(written.ip)
     except ValueError:
         return False
     for entry in settings.comment_blocklist_ips:
@@ -159,14 +174,16 @@ def _blocked(data: CommentCreate, ip: str, settings: Settings) -> bool:
     return False
 
 
-def _initial_status(
-    data: CommentCreate, html: str, ip: str, settings: Settings, *, known: bool
+def _status(
+    written: Written, settings: Settings, *, known: bool, imitates_staff: bool
 ) -> CommentState:
-    """`known`: the author already has an approved comment (asked for by `prepare` when
-    moderation is "known")."""
-    if data.website or _blocked(data, ip, settings):
+    """The rules a comment meets when it is posted, and again when an approved one is
+    edited. `known`: the author already has an approved comment under the same email and
+    name (asked only when moderation is "known"). A name that imitates staff waits for a
+    moderator whatever the moderation setting, as too many links do."""
+    if _blocked(written, settings):
         return CommentState.spam
-    if count_links(html) > settings.comment_max_links:
+    if count_links(written.html) > settings.comment_max_links or imitates_staff:
         return CommentState.pending
     match settings.comment_moderation:
         case "none":
@@ -174,6 +191,12 @@ def _initial_status(
         case "all":
             return CommentState.pending
     return CommentState.approved if known else CommentState.pending
+
+
+def imitates(name: str, staff_names: Iterable[str]) -> bool:
+    """Whether a commenter's name reads as a staff member's display name or login."""
+    key = name_key(name)
+    return any(key == name_key(staff) for staff in staff_names)
 
 
 def _hash(token: str) -> str:
@@ -186,14 +209,18 @@ class Placement:
     parent_id: int | None
     root_id: int | None
     depth: int
-    # The author already has an approved comment (only asked when moderation is "known").
+    # The author already has an approved comment under the same email and name (only asked
+    # when moderation is "known").
     known: bool = False
+    # The author's name reads as an active staff member's.
+    imitates_staff: bool = False
 
 
 def _placement_query(ask_known: bool) -> Select[*tuple[Any, ...]]:
-    """Every check before the rate limits in one round trip: the article (is it public,
-    are comments open), the parent, an exact duplicate and, for "known" moderation, whether
-    the author already has an approved comment. Core, not ORM: this runs on every post."""
+    """Every check after the rate limits in one round trip: the article (is it public, are
+    comments open), the parent, an exact duplicate from the same client, for "known"
+    moderation whether the author already has an approved comment under this email and
+    name, and the names of active staff. Core, not ORM: this runs on every post."""
     parent = aliased(Comment, name="parent")
     article_id = bindparam("article_id", type_=Integer)
     email = bindparam("email", type_=String)
@@ -203,16 +230,24 @@ def _placement_query(ask_known: bool) -> Select[*tuple[Any, ...]]:
             Comment.article_id == article_id,
             Comment.author_email == email,
             Comment.content_source == bindparam("content", type_=Text),
+            Comment.ip_address == bindparam("ip", type_=String),
         )
         .exists()
     )
     known = (
         select(Comment.id)
-        .where(Comment.author_email == email, Comment.status == CommentState.approved)
+        .where(
+            Comment.author_email == email,
+            Comment.author_name == bindparam("name", type_=String),
+            Comment.status == CommentState.approved,
+        )
         .exists()
         if ask_known
         else false()
     )
+    active = select(User.display_name.label("n")).where(User.is_active.is_(True))
+    names = active.union_all(select(User.username).where(User.is_active.is_(True))).subquery()
+    staff = select(func.json_group_array(names.c.n)).scalar_subquery()
     return (
         select(
             Article.status,
@@ -225,24 +260,36 @@ def _placement_query(ask_known: bool) -> Select[*tuple[Any, ...]]:
             parent.root_id,
             duplicate,
             known,
+            staff,
         )
         .outerjoin(parent, parent.id == bindparam("parent_id", type_=Integer))
         .where(Article.id == article_id)
     )
 
 
+# SQLite's; PostgreSQL reads the same through the driver (below).
 _PLACEMENT = {ask: _placement_query(ask) for ask in (False, True)}
-# The same on PostgreSQL, for the driver: $1 article, $2 email, $3 content, $4 parent.
+# The same on PostgreSQL: $1 article, $2 email, $3 content, $4 parent, $5 client address,
+# and for "known" moderation $6 the author's name.
 _PG_PLACEMENT_SQL = """SELECT a.status, a.published_at, a.comment_status, a.comments_close_at,
     p.article_id, p.status, p.depth, p.root_id,
     EXISTS (
         SELECT FROM comments AS d
         WHERE d.article_id = $1 AND d.author_email = $2 AND d.content_source = $3
+            AND d.ip_address = $5
     ),
-    {known}
+    {known},
+    (
+        SELECT coalesce(json_agg(v.n), '[]')::text
+        FROM users AS u, LATERAL (VALUES (u.display_name), (u.username)) AS v(n)
+        WHERE u.is_active
+    )
 FROM articles AS a LEFT JOIN comments AS p ON p.id = $4
 WHERE a.id = $1"""
-_PG_KNOWN = "EXISTS (SELECT FROM comments AS k WHERE k.author_email = $2 AND k.status = 'approved')"
+_PG_KNOWN = """EXISTS (
+        SELECT FROM comments AS k
+        WHERE k.author_email = $2 AND k.author_name = $6 AND k.status = 'approved'
+    )"""
 _PG_PLACEMENT = {
     ask: _PG_PLACEMENT_SQL.format(known=_PG_KNOWN if ask else "false") for ask in (False, True)
 }
@@ -259,34 +306,37 @@ class _ArticleState:
 
 
 async def prepare(
-    session: AsyncSession, article_id: int, data: CommentCreate, settings: Settings
+    session: AsyncSession, article_id: int, data: CommentCreate, settings: Settings, *, ip: str
 ) -> Placement:
-    """Every check that does not depend on the client's rate: where the comment goes, and
-    whether it may go there at all. One read, in or out of a transaction."""
+    """Every check that reads stored comments and articles: where the comment goes, and
+    whether it may go there at all. One read, in or out of a transaction. Called only once
+    the client's rate is counted (`check_limits`), so its answers cost every guess a post.
+
+    A duplicate (same article, email and text) is refused only when it comes from the
+    client address the first copy came from: anyone else gets the answer any new comment
+    gets, so the answer never tells which email wrote a text."""
     now = utcnow()
     connection = await session.connection()
     ask_known = settings.comment_moderation == "known"
     row: Any
     if connection.dialect.name == "postgresql":
-        row = await driver.fetchrow(
-            connection,
-            _PG_PLACEMENT[ask_known],
-            article_id,
-            data.author_email,
-            data.content,
-            data.parent_id,
-        )
+        args: list[Any] = [article_id, data.author_email, data.content, data.parent_id, ip]
+        if ask_known:
+            args.append(data.author_name)
+        row = await driver.fetchrow(connection, _PG_PLACEMENT[ask_known], *args)
     else:
         params = {
             "article_id": article_id,
             "parent_id": data.parent_id,
             "email": data.author_email,
             "content": data.content,
+            "ip": ip,
+            "name": data.author_name,
         }
         row = (await connection.execute(_PLACEMENT[ask_known], params)).first()
     if row is None:
         raise NotFound(f"No article {article_id}.")
-    status, published_at, comment_status, closes_at, *parent, duplicate, known = row
+    status, published_at, comment_status, closes_at, *parent, duplicate, known, staff = row
     # The articles service decides visibility from these four columns (no ORM object).
     article = _ArticleState(
         ArticleStatus(status), published_at, CommentStatus(comment_status), closes_at
@@ -307,7 +357,14 @@ async def prepare(
             )
     if duplicate:
         raise Conflict("You already said that.", field="content")
-    return Placement(article_id, data.parent_id, root_id, depth, known=bool(known))
+    return Placement(
+        article_id,
+        data.parent_id,
+        root_id,
+        depth,
+        known=bool(known),
+        imitates_staff=imitates(data.author_name, orjson.loads(staff)),
+    )
 
 
 # PostgreSQL: lock the article row (as `lock_articles` does; when the comment is approved,
@@ -389,6 +446,15 @@ _STORED = (
 )  # fmt: skip
 
 
+def _initial_status(
+    data: CommentCreate, html: str, ip: str, settings: Settings, place: Placement
+) -> CommentState:
+    if data.website:  # the honeypot: only bots fill it in
+        return CommentState.spam
+    written = Written(data.author_name, data.author_email, data.author_url, data.content, html, ip)
+    return _status(written, settings, known=place.known, imitates_staff=place.imitates_staff)
+
+
 def compose(
     place: Placement, data: CommentCreate, *, ip: str, user_agent: str | None, settings: Settings
 ) -> tuple[Comment, str]:
@@ -401,7 +467,7 @@ def compose(
         parent_id=place.parent_id,
         root_id=place.root_id,
         depth=place.depth,
-        status=_initial_status(data, html, ip, settings, known=place.known),
+        status=_initial_status(data, html, ip, settings, place),
         author_name=data.author_name,
         author_email=data.author_email,
         author_url=data.author_url,
@@ -483,6 +549,8 @@ def ensure_editable(comment: Comment) -> None:
 async def edit_own(
     session: AsyncSession, comment: Comment, content: str, settings: Settings
 ) -> Comment:
+    """The commenter's edit. An approved comment goes through the rules a new comment
+    meets, so an edit can send it back to moderation; a held one stays held."""
     ensure_editable(comment)
     await lock_articles(session, [comment.article_id])
     if comment.status == CommentState.approved:
@@ -491,11 +559,44 @@ async def edit_own(
     comment.content_source = content
     comment.content_html = html
     comment.updated_at = utcnow()
-    if comment.status == CommentState.approved and count_links(html) > settings.comment_max_links:
-        comment.status = CommentState.pending
-    await recount(session, [comment.article_id])
+    if comment.status == CommentState.approved:
+        comment.status = await _status_after_edit(session, comment, settings)
+    # Flushed first: the recount reads the stored status.
     await session.flush()
+    await recount(session, [comment.article_id])
     return comment
+
+
+async def _status_after_edit(
+    session: AsyncSession, comment: Comment, settings: Settings
+) -> CommentState:
+    known = False
+    if settings.comment_moderation == "known":
+        # Known from another approved comment: this one's approval says nothing new.
+        other = await session.scalar(
+            select(Comment.id)
+            .where(
+                Comment.author_email == comment.author_email,
+                Comment.author_name == comment.author_name,
+                Comment.status == CommentState.approved,
+                Comment.id != comment.id,
+            )
+            .limit(1)
+        )
+        known = other is not None
+    staff = await session.execute(
+        select(User.display_name, User.username).where(User.is_active.is_(True))
+    )
+    written = Written(
+        comment.author_name,
+        comment.author_email or "",
+        comment.author_url,
+        comment.content_source,
+        comment.content_html,
+        comment.ip_address or "",
+    )
+    imitating = imitates(comment.author_name, (name for row in staff for name in row))
+    return _status(written, settings, known=known, imitates_staff=imitating)
 
 
 # --- moderation --------------------------------------------------------------------------

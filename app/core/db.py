@@ -98,9 +98,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    """The app's engine. Its errors never carry the statement's bound parameters: they are
+    readers' data (emails, addresses, token digests), and errors end up in logs."""
     url = settings.database_url
     if settings.is_sqlite:
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        engine = create_async_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     server_settings = {"application_name": "newsroom-api"}
@@ -114,6 +116,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=settings.db_pool_pre_ping,
+        hide_parameters=True,
         connect_args={
             "timeout": settings.db_connect_timeout,
             "server_settings": server_settings,

@@ -96,6 +96,10 @@ def configure_logging(level: str) -> None:
     # Database drivers log statement parameters at DEBUG: readers' data must not reach logs.
     for name in ("aiosqlite", "asyncpg", "sqlalchemy.engine", "sqlalchemy.pool"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO: a webhook's path and query are often its
+    # secret. The outbox worker logs the delivery and webhook ids instead.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # uvicorn's access log prints the client address; ours (app.access) does not.
     logging.getLogger("uvicorn.access").disabled = True
     for name in ("uvicorn", "uvicorn.error"):

@@ -23,10 +23,11 @@ def _http_url(value: Any) -> str:
 
 
 # Validated as an absolute http(s) URL (normalised), then kept and served as a plain string.
+# The limit is the URL columns' (checked after normalisation, which can lengthen a URL).
 WebUrl = Annotated[
     str,
     BeforeValidator(_http_url),
-    Field(max_length=2083, json_schema_extra={"format": "uri"}, description="An http(s) URL."),
+    Field(max_length=2048, json_schema_extra={"format": "uri"}, description="An http(s) URL."),
 ]
 Slug = Annotated[
     str,

@@ -1,7 +1,8 @@
-"""Slugs shared by every domain that names things in URLs."""
+"""Slugs shared by every domain that names things in URLs, and names compared for look-alikes."""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Awaitable, Callable
 
 from slugify import slugify as _slugify
@@ -56,3 +57,15 @@ async def free_slug(
     if await taken(wanted):
         raise Conflict(f"Another {noun} already has this slug.", field="slug")
     return wanted
+
+
+_SEPARATORS = str.maketrans("_.-", "   ")
+
+
+def name_key(name: str) -> str:
+    """A person's name as compared for look-alikes: Unicode compatibility forms folded
+    (fullwidth letters, ligatures), case folded, accents and invisible characters dropped,
+    `_ . -` and runs of spaces read as one space ("Ｊａｎｅ_DOE" and "jáne doe" → "jane doe")."""
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", name).casefold())
+    kept = "".join(c for c in folded if unicodedata.category(c) not in ("Mn", "Cf"))
+    return " ".join(kept.translate(_SEPARATORS).split())

@@ -3,6 +3,7 @@ its schema, sitemaps through ElementTree, so no text is ever pasted into markup.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -122,7 +123,13 @@ def _generator(settings: Settings, info: FeedInfo, articles: list[Article], medi
         entry.published(_seconds(_published(article)))
         entry.updated(_seconds(_changed(article)))
         if article.excerpt:
-            entry.summary(xml_text(article.excerpt))
+            # The excerpt is plain text. RSS readers render a description as HTML, so it goes
+            # there escaped once; Atom is told its summary is text.
+            summary = xml_text(article.excerpt)
+            if media_type == RSS_TYPE:
+                entry.summary(html.escape(summary, quote=False))
+            else:
+                entry.summary(summary, type="text")
         if article.body:
             entry.content(xml_text(article.body), type="html")
         name = xml_text(article.author.display_name)

@@ -84,11 +84,13 @@ async def process_due(
             status = await service.record(
                 session, delivery, outcome, now=now, max_attempts=settings.webhook_max_attempts
             )
-            # Identifiers and status only: payloads carry readers' text and addresses.
+            # Identifiers and status only: payloads carry readers' text and addresses, and a
+            # webhook's URL its secret.
             log.info(
-                "delivery %s (%s %s) attempt %d: %s%s",
+                "delivery %s (%s%s, %s) attempt %d: %s%s",
                 delivery.id,
                 delivery.kind,
+                f" {delivery.webhook_id}" if delivery.webhook_id is not None else "",
                 delivery.event,
                 delivery.attempts,
                 status or "claim lost",

@@ -6,24 +6,21 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.categories.schemas import Slug
+from app.core.schemas import InputModel
 
 MAX_NAME = 100
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME, examples=["Elections"])]
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class TagCreate(_Input):
+class TagCreate(InputModel):
     """A new tag; also the body of `PUT`, where an absent slug is generated from the name."""
 
     name: Name
     slug: Slug | None = None
 
 
-class TagUpdate(_Input):
+class TagUpdate(InputModel):
     """Only the fields sent change. `slug: null` regenerates the slug from the name."""
 
     name: Name | None = None

@@ -20,7 +20,10 @@ class UserCreate(InputModel):
     role: Role = Role.author
     email: EmailStr | None = None
     display_name: str | None = Field(
-        None, min_length=1, max_length=120, description="Byline name; the username if absent."
+        None,
+        min_length=1,
+        max_length=120,
+        description='Byline name; "Staff" if absent (a login name is never shown).',
     )
     bio: str | None = Field(None, max_length=5000)
     avatar_url: WebUrl | None = None

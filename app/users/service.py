@@ -13,6 +13,9 @@ from app.users.schemas import UserCreate, UserUpdate
 
 # What readers see of a user: an author's name and profile.
 PROFILE = frozenset({"display_name", "bio", "avatar_url"})
+# The public name of a user created without one: the house byline a newsroom prints on
+# unsigned copy. The login name is half of a credential and never shown.
+UNNAMED = "Staff"
 
 
 async def get(session: AsyncSession, user_id: int) -> User:
@@ -44,7 +47,7 @@ async def _ensure_free(session: AsyncSession, column: str, value: str | None) ->
 async def create(session: AsyncSession, data: UserCreate) -> User:
     await _ensure_free(session, "username", data.username)
     await _ensure_free(session, "email", data.email)
-    display_name = data.display_name or data.username
+    display_name = data.display_name or UNNAMED
     user = User(
         username=data.username,
         email=data.email,
@@ -79,6 +82,17 @@ async def update(session: AsyncSession, user: User, data: UserUpdate, *, actor: 
     for key in ("role", "is_active", "display_name"):
         if key in changes and changes[key] is None:
             raise InvalidInput(f"{key} cannot be null.", field=key)
+    if user.display_name == UNNAMED and changes.get("display_name", UNNAMED) != UNNAMED:
+        # A first real name brings its own slug; a chosen name's slug stays (author URLs).
+        user.slug = await free_slug(
+            session,
+            User.id,
+            User.slug,
+            own_id=user.id,
+            name=changes["display_name"],
+            wanted=None,
+            noun="user",
+        )
     for key, value in changes.items():
         setattr(user, key, value)
     if PROFILE & changes.keys():
