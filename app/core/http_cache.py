@@ -14,7 +14,6 @@ from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated
 
 from fastapi import Header
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PreconditionFailed
@@ -77,8 +76,7 @@ def http_date(moment: datetime) -> str:
     return format_datetime(moment, usegmt=True)
 
 
-def _not_modified_since(headers: Headers, last_modified: str | None) -> bool:
-    since = headers.get("if-modified-since")
+def _not_modified_since(since: str | None, last_modified: str | None) -> bool:
     if not since or not last_modified:
         return False
     try:
@@ -110,6 +108,7 @@ class HttpCacheMiddleware:
         self.app = app
         self.stale = stale
         self.public = f"public, max-age={public_max_age}" + (f", {stale}" if stale else "")
+        self.public_bytes = self.public.encode()
         # For caches that are purged when content changes (Surrogate-Control: Fastly,
         # Varnish; CDN-Cache-Control, RFC 9213: Cloudflare and others): they may keep longer.
         self.surrogate = f"max-age={surrogate_max_age}" if surrogate_max_age else ""
@@ -118,39 +117,54 @@ class HttpCacheMiddleware:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        request_headers = Headers(scope=scope)
-        private = "authorization" in request_headers
+        # Raw header lists, read in one pass: this runs on every read, cache hits included.
+        private = False
+        if_none_match = if_modified_since = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                private = True
+            elif name == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+            elif name == b"if-modified-since":
+                if_modified_since = value.decode("latin-1")
         no_store = scope["path"].startswith(NO_STORE_PATHS)
         start: Message | None = None
+        found: dict[bytes, bytes] = {}
         chunks: list[bytes] = []
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal start
+            nonlocal start, found
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
+                raw = list(message.get("headers", ()))
+                found = {name.lower(): value for name, value in raw}
+                control = found.get(b"cache-control")
                 if private or no_store:
-                    headers["Cache-Control"] = PRIVATE if private else "no-store"
-                if message["status"] >= 400 and "cache-control" not in headers:
+                    control = PRIVATE_BYTES if private else NO_STORE_BYTES
+                    raw = _replaced(raw, b"cache-control", control)
+                elif message["status"] >= 400 and control is None:
                     # An error must not outlive its cause in a shared cache (an article
                     # answered 404 before it was published has no key to purge it by).
-                    headers["Cache-Control"] = "no-store"
+                    control = NO_STORE_BYTES
+                    raw.append((b"cache-control", control))
                 if message["status"] != 200 or no_store or scope["method"] == "HEAD":
-                    await send(message)
+                    await send({**message, "headers": raw})
                     return
-                control = headers.get("cache-control")
                 if control is None:
-                    headers["Cache-Control"] = self.public
-                elif control.startswith("public") and self.stale and "stale-" not in control:
-                    headers["Cache-Control"] = f"{control}, {self.stale}"
+                    control = self.public_bytes
+                    raw.append((b"cache-control", control))
+                elif control.startswith(b"public") and self.stale and b"stale-" not in control:
+                    control = control + b", " + self.stale.encode()
+                    raw = _replaced(raw, b"cache-control", control)
+                found[b"cache-control"] = control
                 if (
                     self.surrogate
                     and not private
-                    and "surrogate-key" in headers
-                    and "surrogate-control" not in headers
+                    and b"surrogate-key" in found
+                    and b"surrogate-control" not in found
                 ):
-                    headers["Surrogate-Control"] = self.surrogate
-                    headers["CDN-Cache-Control"] = self.surrogate
-                start = message
+                    raw.append((b"surrogate-control", self.surrogate.encode()))
+                    raw.append((b"cdn-cache-control", self.surrogate.encode()))
+                start = {**message, "headers": raw}
                 return
             if start is None:
                 await send(message)
@@ -158,26 +172,53 @@ class HttpCacheMiddleware:
             chunks.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            await self._finish(start, b"".join(chunks), request_headers, send)
+            await self._finish(
+                start, found, b"".join(chunks), if_none_match, if_modified_since, send
+            )
 
         await self.app(scope, receive, send_wrapper)
 
-    async def _finish(self, start: Message, body: bytes, request: Headers, send: Send) -> None:
-        headers = MutableHeaders(scope=start)
-        etag = headers.get("etag") or etag_for(body)
-        headers["ETag"] = etag
-        if_none_match = request.get("if-none-match")
+    async def _finish(
+        self,
+        start: Message,
+        found: dict[bytes, bytes],
+        body: bytes,
+        if_none_match: str | None,
+        if_modified_since: str | None,
+        send: Send,
+    ) -> None:
+        raw: list[tuple[bytes, bytes]] = start["headers"]
+        given = found.get(b"etag")
+        etag = given.decode("latin-1") if given else etag_for(body)
+        if not given:
+            raw.append((b"etag", etag.encode("latin-1")))
+        last_modified = found.get(b"last-modified")
         if (if_none_match and none_match(if_none_match, etag)) or (
-            not if_none_match and _not_modified_since(request, headers.get("last-modified"))
-        ):
-            keep = (
-                *("etag", "cache-control", "last-modified", "vary", "link", "x-request-id"),
-                *("surrogate-key", "cache-tag", "surrogate-control", "cdn-cache-control"),
+            not if_none_match
+            and _not_modified_since(
+                if_modified_since, last_modified.decode("latin-1") if last_modified else None
             )
-            kept = [(k, v) for k, v in start["headers"] if k.decode().lower() in keep]
-            kept = [(k, v) for k, v in kept if k.lower() != b"content-length"]
+        ):
+            kept = [(k, v) for k, v in raw if k.lower() in _KEPT_ON_304]
             await send({"type": "http.response.start", "status": 304, "headers": kept})
             await send({"type": "http.response.body", "body": b""})
             return
         await send(start)
         await send({"type": "http.response.body", "body": body})
+
+
+# What a 304 repeats of the 200 it stands for (RFC 9110 15.4.5), and the cache keys.
+_KEPT_ON_304 = frozenset(
+    {
+        *(b"etag", b"cache-control", b"last-modified", b"vary", b"link", b"x-request-id"),
+        *(b"surrogate-key", b"cache-tag", b"surrogate-control", b"cdn-cache-control"),
+    }
+)
+PRIVATE_BYTES = PRIVATE.encode()
+NO_STORE_BYTES = b"no-store"
+
+
+def _replaced(
+    raw: list[tuple[bytes, bytes]], name: bytes, value: bytes
+) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in raw if k.lower() != name] + [(name, value)]

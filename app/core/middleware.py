@@ -10,13 +10,14 @@ import re
 import time
 
 import orjson
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import request_id_var
 
 access_log = logging.getLogger("app.access")
 
+_REQUEST_ID = b"x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
@@ -53,9 +54,10 @@ class RequestContextMiddleware:
 
     def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
-        self.headers = dict(SECURITY_HEADERS)
+        headers = dict(SECURITY_HEADERS)
         if hsts:
-            self.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+            headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -77,11 +79,12 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["X-Request-ID"] = request_id
-                for name, value in self.headers.items():
-                    if name not in headers:
-                        headers[name] = value
+                # One pass over the raw list: this runs on every response, cache hits too.
+                raw = [(k, v) for k, v in message.get("headers", ()) if k.lower() != _REQUEST_ID]
+                present = {k.lower() for k, _ in raw}
+                raw.append((_REQUEST_ID, request_id.encode("latin-1")))
+                raw += [(k, v) for k, v in self.headers if k not in present]
+                message = {**message, "headers": raw}
             await send(message)
 
         try:
