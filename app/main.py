@@ -86,7 +86,7 @@ CACHED_PREFIXES = (
 async def _sweep(store: EntryStore) -> None:
     """Expired entries free their memory even when no request comes to push them out."""
     while True:
-        await asyncio.sleep(max(1.0, store.ttl / 2))
+        await asyncio.sleep(max(1.0, min(10.0, store.ttl / 5)))
         store.sweep(time.monotonic())
 
 

@@ -4,15 +4,17 @@ An anonymous GET of a cached route is looked up by its path and its declared que
 parameters in canonical order (`app.core.urls`): an unknown parameter is left out of the
 key, as the route ignores it too. Only a 200 that names what it shows (`Surrogate-Key`, see
 `app.cache.keys`), is public and does not vary is stored; it stays valid until one of its
-keys is invalidated on this machine (`app.cache.clock`) or its TTL lapses. Entries are held
-in the order they were stored, which is also the order they expire in, under a bound in
-bytes: the oldest go first, and expired ones are swept on every request and by the app's
-sweeper. While the instance cannot hear other machines' invalidations (`channel`), the cache
+keys is invalidated on this machine (`app.cache.clock`) or its TTL lapses (each entry
+somewhere in the last fifth of it). Entries are held in the order they were stored, under a
+bound in bytes: the oldest go first, and expired ones are swept from the front on every
+request and by the app's sweeper, so every entry is gone within the TTL of being stored.
+While the instance cannot hear other machines' invalidations (`channel`), the cache
 is bypassed.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections import OrderedDict
@@ -33,6 +35,7 @@ _X_CACHE = b"x-cache"
 _SURROGATE_KEY = keys.SURROGATE_KEY.lower().encode()
 # Bookkeeping per entry besides its bytes (the objects around them), roughly.
 _OVERHEAD = 400
+_random = random.Random()  # noqa: S311 - spreads expiry times, nothing secret
 
 
 class Channel(Protocol):
@@ -230,7 +233,9 @@ class ResponseCacheMiddleware:
             Entry(
                 since=since,
                 checked=since,
-                expires=now + store.ttl,
+                # Spread over the last fifth of the TTL: entries filled together (a cold
+                # start) must not all expire, and be filled again, in the same instant.
+                expires=now + store.ttl * _random.uniform(0.8, 1.0),
                 slots=slots,
                 status=start["status"],
                 headers=headers,

@@ -168,7 +168,13 @@ class Settings(BaseSettings):
     response_cache_max_mb: int = Field(
         64, ge=1, le=65536, description="Memory the response cache may hold, per worker."
     )
-    response_cache_ttl: float = Field(30.0, gt=0, le=3600, description="Seconds, at most.")
+    response_cache_ttl: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="Seconds an entry lives at most: a safety net, since writes invalidate "
+        "what they change everywhere.",
+    )
     cache_generation_file: Path = Field(
         PROJECT_ROOT / "var" / "cache-generation",
         description="Shared by the workers of one machine: which cache keys were invalidated.",
