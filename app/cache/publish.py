@@ -34,6 +34,7 @@ CHANNEL = "newsroom_cache"
 # NOTIFY payloads are limited to 8000 bytes: a larger set is sent as "everything".
 MAX_PAYLOAD = 7900
 _PENDING = "newsroom.cache.pending"
+_SENT = "newsroom.cache.sent"
 _PUBLISHER = "newsroom.cache.publisher"
 
 
@@ -43,6 +44,21 @@ def invalidate(session: AsyncSession | Session, *names: str) -> None:
     if pending is None:
         pending = session.info[_PENDING] = set()
     pending.update(names)
+
+
+async def send_now(session: AsyncSession) -> None:
+    """Send the NOTIFY of the keys named so far now rather than at the commit (it is still
+    delivered only if the transaction commits): for a write that is about to take a lock
+    held until its commit, one round trip fewer under the lock."""
+    publisher = publisher_of(session)
+    pending: set[str] | None = session.info.get(_PENDING)
+    if publisher is None or not publisher.notify or not pending:
+        return
+    sent: set[str] = session.info.setdefault(_SENT, set())
+    fresh = pending - sent
+    if fresh:
+        await session.execute(select(func.pg_notify(CHANNEL, payload(publisher.origin, fresh))))
+        sent |= fresh
 
 
 def payload(origin: str, names: Iterable[str]) -> str:
@@ -63,8 +79,9 @@ class Publisher:
 
     def stage(self, session: Session, names: set[str]) -> None:
         """In the committing transaction: what must travel with it."""
-        if self.notify:
-            session.execute(select(func.pg_notify(CHANNEL, payload(self.origin, names))))
+        unsent = names - session.info.get(_SENT, set())
+        if self.notify and unsent:
+            session.execute(select(func.pg_notify(CHANNEL, payload(self.origin, unsent))))
         if self.cdn:
             now = utcnow()
             session.add(
@@ -123,3 +140,4 @@ def _forget(session: Session, transaction: SessionTransaction) -> None:
     # (or the session closed) and its keys name nothing that changed.
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
+        session.info.pop(_SENT, None)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from app.articles import service as articles
 from app.articles.models import Article, ArticleStatus, CommentStatus
-from app.cache import keys
+from app.cache import keys, publish
 from app.cache.publish import invalidate
 from app.comments.models import Comment, CommentState
 from app.comments.schemas import CommentCreate
@@ -49,6 +49,7 @@ from app.core.ratelimit import RateLimiter, Verdict
 from app.core.text import name_key
 from app.outbox import events
 from app.users.models import User
+from app.webhooks import service as webhooks
 
 ANONYMOUS = "Anonymous"
 
@@ -489,20 +490,25 @@ def compose(
 async def save(session: AsyncSession, comment: Comment, settings: Settings) -> Comment:
     """Store a composed comment (counted on its article when approved) and queue what its
     posting means to others (`events.comment_posted`)."""
+    hooks = None
+    if comment.status == CommentState.approved:
+        # What needs no comment id goes first: the insert takes the article's row lock,
+        # held until the commit, which other posts on the article wait for.
+        invalidate(session, keys.comments(comment.article_id))
+        await publish.send_now(session)
+        hooks = await webhooks.active_hooks(session)
     comment_id = await _insert(session, comment)
     if comment_id is None:
         raise NotFound(f"No article {comment.article_id}.")
     comment.id = comment_id
     if comment.root_id is None:
         comment.root_id = comment_id
-    if comment.status == CommentState.approved:
-        invalidate(session, keys.comments(comment.article_id))
     if events.comment_posted_writes(comment, settings):
         # Stored by a Core statement: the session takes it as loaded, so what the events
         # change on it is written by the next flush.
         make_transient_to_detached(comment)
         session.add(comment)
-        await events.comment_posted(session, comment, settings)
+        await events.comment_posted(session, comment, settings, hooks)
         await session.flush()
     return comment
 

@@ -94,11 +94,17 @@ def comment_posted_writes(comment: Comment, settings: Settings) -> bool:
     return comment.status == CommentState.pending and settings.smtp_url is not None
 
 
-async def comment_posted(session: AsyncSession, comment: Comment, settings: Settings) -> None:
+async def comment_posted(
+    session: AsyncSession,
+    comment: Comment,
+    settings: Settings,
+    hooks: webhooks.Hooks | None = None,
+) -> None:
     """After a reader's comment was stored (with their notification wish): tell moderators
-    of a held comment, or everyone concerned of an approved one."""
+    of a held comment, or everyone concerned of an approved one (`hooks`: the active
+    webhooks, when read already)."""
     if comment.status == CommentState.approved:
-        await _approved(session, comment, settings)
+        await _approved(session, comment, settings, hooks)
     elif comment.status == CommentState.pending:
         await mail.tell_moderators(session, comment, settings)
 
@@ -111,8 +117,13 @@ async def comment_status_set(session: AsyncSession, comment: Comment) -> None:
         await _approved(session, comment, settings_of(session))
 
 
-async def _approved(session: AsyncSession, comment: Comment, settings: Settings) -> None:
+async def _approved(
+    session: AsyncSession,
+    comment: Comment,
+    settings: Settings,
+    hooks: webhooks.Hooks | None = None,
+) -> None:
     # Ids only: never the commenter's email, address or user agent.
     data = {"id": comment.id, "article_id": comment.article_id, "parent_id": comment.parent_id}
-    await webhooks.enqueue(session, "comment.approved", data)
+    await webhooks.enqueue(session, "comment.approved", data, hooks=hooks)
     await mail.tell_replied_to(session, comment, settings)
