@@ -35,9 +35,10 @@ class Place:
     state: State
     published_at: datetime | None
     category_id: int | None
-    # What decides which lists hold it and where.
-    filed: tuple[frozenset[int], frozenset[int], int, int | None, str]
-    # What search matches.
+    # What decides which lists hold it (the title also where, in title order).
+    filed: tuple[frozenset[int], frozenset[int], int, int | None]
+    title: str
+    # What search matches besides the title.
     text: tuple[str | None, str, str]
 
     @classmethod
@@ -55,8 +56,8 @@ class Place:
                 frozenset(t.id for t in article.tags),
                 article.author_id,
                 article.number,
-                article.title,
             ),
+            title=article.title,
             text=(article.kicker, article.excerpt, article.body),
         )
 
@@ -112,9 +113,10 @@ async def changed(
         else:
             assert before is not None
             assert after is not None
-            if before.filed != after.filed or moved:
+            retitled = before.title != after.title
+            if before.filed != after.filed or retitled or moved:
                 found.add(keys.LISTINGS)
-            if before.text != after.text or before.filed[4] != after.filed[4]:
+            if before.text != after.text or retitled:
                 found.add(keys.SEARCH)
         if moved:
             found.update(old_neighbours)
