@@ -350,6 +350,36 @@ class TestInvalidation:
         assert renamed.status_code == 200
         assert (await client.get(path)).json()["next"]["title"] == "Renamed"
 
+    async def test_an_edit_to_the_text_keeps_lists_that_do_not_show_the_article(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        token = await make_token(session, await make_user(session, role=Role.editor))
+        world, sport = await make_category(session), await make_category(session)
+        edited = await make_article(session, await make_user(session), category_id=world.id)
+        elsewhere = await make_article(session, await make_user(session), category_id=sport.id)
+        dropped = [
+            f"/api/v1/articles/{edited.id}",
+            f"/api/v1/articles?category={world.slug}",
+            "/api/v1/articles?q=body",
+            "/sitemap.xml",
+        ]
+        kept = [
+            f"/api/v1/articles?category={sport.slug}",
+            f"/api/v1/articles/{elsewhere.id}",
+            "/api/v1/categories",
+        ]
+        await warm(client, *dropped, *kept)
+        fixed = await client.patch(
+            f"/api/v1/articles/{edited.id}",
+            json={"body": "<p>The corrected body.</p>"},
+            headers=bearer(token),
+        )
+        assert fixed.status_code == 200
+        for path in dropped:
+            assert (await client.get(path)).headers["x-cache"] == "MISS", path
+        for path in kept:
+            assert await hit(client, path), f"{path} was dropped by an edit it does not show"
+
     async def test_renaming_a_category_or_tag_drops_the_pages_showing_it(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:
