@@ -94,30 +94,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     caching = settings.response_cache
-    clock = KeyClock(settings.cache_generation_file) if caching else None
+    # On PostgreSQL every instance tells the others what it wrote, caching or not (a
+    # worker-only instance, or one with RESPONSE_CACHE=false, still writes what they show).
+    telling = not settings.is_sqlite
+    clock = KeyClock(settings.cache_generation_file) if caching or telling else None
     store = (
         EntryStore(
             clock,
             max_bytes=settings.response_cache_max_mb << 20,
             ttl=settings.response_cache_ttl,
         )
-        if clock is not None
+        if clock is not None and caching
         else None
     )
     listener = (
         Listener(settings.database_url, clock, connect_timeout=settings.db_connect_timeout)
-        if clock is not None and not settings.is_sqlite
+        if clock is not None and telling
         else None
     )
-    # Every instance tells the others, whether or not it caches itself (a worker-only
-    # instance, or one with RESPONSE_CACHE=false, still writes what they show).
-    publisher = Publisher(clock, notify=not settings.is_sqlite, cdn=settings.cdn_purge != "none")
+    publisher = Publisher(
+        clock,
+        notify=telling,
+        cdn=settings.cdn_purge != "none",
+        tell=listener.tell if listener is not None else None,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         app.state.engine = engine
-        app.state.read_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Reads have a pool of their own on PostgreSQL: writes held up (a burst of comments
+        # waiting on their articles' row locks) never leave a reader without a connection.
+        readers = (
+            engine
+            if settings.is_sqlite
+            else create_engine(settings, pool_size=settings.db_read_pool_size)
+        )
+        app.state.read_engine = readers.execution_options(isolation_level="AUTOCOMMIT")
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.ratelimiter = RateLimiter(settings)
         wake = asyncio.Event()
@@ -157,6 +170,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             await outbox_worker.stop(worker)
             await engine.dispose()
+            if readers is not engine:
+                await readers.dispose()
             metrics_process_exit()
 
     app = FastAPI(

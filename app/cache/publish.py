@@ -4,16 +4,17 @@ Services name what they changed with `invalidate(session, *keys)`; nothing happe
 session commits, and a rollback forgets the keys. A session bound to a `Publisher` (the
 app's and the command line's are) then:
 
-- on PostgreSQL, sends `NOTIFY newsroom_cache` inside the transaction: PostgreSQL delivers it
-  to every listening instance when, and only if, the transaction commits (`channel`);
 - with a CDN configured, queues a purge in the outbox, in the same transaction, sent and
   retried like a webhook (`cdn`);
 - after the commit, before the request's answer leaves, invalidates the keys in this
-  machine's clock, for all of its workers at once.
+  machine's clock, for all of its workers at once;
+- on PostgreSQL, tells the other machines: the app through its channel connection, batched,
+  right after the commit (`channel`); the command line, which has no channel, by a
+  `NOTIFY newsroom_cache` inside its transaction, delivered only if it commits.
 
-PostgreSQL's NOTIFY was chosen over Redis pub/sub: it is transactional (no invalidation for a
-write that rolled back, none lost between a commit and a publish), it needs no second
-service, and it reaches exactly the instances that share the data.
+PostgreSQL's LISTEN/NOTIFY was chosen over Redis pub/sub: it needs no second service, it
+reaches exactly the instances that share the data, and its connection's health is the
+database's, so "the channel is down" and "the data may have changed unheard" coincide.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ CHANNEL = "newsroom_cache"
 # NOTIFY payloads are limited to 8000 bytes: a larger set is sent as "everything".
 MAX_PAYLOAD = 7900
 _PENDING = "newsroom.cache.pending"
-_SENT = "newsroom.cache.sent"
 _PUBLISHER = "newsroom.cache.publisher"
 
 
@@ -46,21 +46,6 @@ def invalidate(session: AsyncSession | Session, *names: str) -> None:
     pending.update(names)
 
 
-async def send_now(session: AsyncSession) -> None:
-    """Send the NOTIFY of the keys named so far now rather than at the commit (it is still
-    delivered only if the transaction commits): for a write that is about to take a lock
-    held until its commit, one round trip fewer under the lock."""
-    publisher = publisher_of(session)
-    pending: set[str] | None = session.info.get(_PENDING)
-    if publisher is None or not publisher.notify or not pending:
-        return
-    sent: set[str] = session.info.setdefault(_SENT, set())
-    fresh = pending - sent
-    if fresh:
-        await session.execute(select(func.pg_notify(CHANNEL, payload(publisher.origin, fresh))))
-        sent |= fresh
-
-
 def payload(origin: str, names: Iterable[str]) -> str:
     body = " ".join(sorted(names))
     if keys.ALL in names or len(body) + len(origin) + 1 > MAX_PAYLOAD:
@@ -69,9 +54,18 @@ def payload(origin: str, names: Iterable[str]) -> str:
 
 
 class Publisher:
-    def __init__(self, clock: KeyClock | None, *, notify: bool, cdn: bool) -> None:
+    def __init__(
+        self,
+        clock: KeyClock | None,
+        *,
+        notify: bool,
+        cdn: bool,
+        tell: Callable[[set[str]], None] | None = None,
+    ) -> None:
         self.clock = clock
+        # Tell other machines: through `tell` after the commit, or by a NOTIFY in it.
         self.notify = notify
+        self.tell = tell
         self.cdn = cdn
         self.origin = clock.origin if clock is not None else "-"
         # Called with the keys after each commit (the outbox worker wakes for CDN purges).
@@ -79,9 +73,8 @@ class Publisher:
 
     def stage(self, session: Session, names: set[str]) -> None:
         """In the committing transaction: what must travel with it."""
-        unsent = names - session.info.get(_SENT, set())
-        if self.notify and unsent:
-            session.execute(select(func.pg_notify(CHANNEL, payload(self.origin, unsent))))
+        if self.notify and self.tell is None:
+            session.execute(select(func.pg_notify(CHANNEL, payload(self.origin, names))))
         if self.cdn:
             now = utcnow()
             session.add(
@@ -103,6 +96,8 @@ class Publisher:
                 self.clock.invalidate_all()
             else:
                 self.clock.invalidate(names)
+        if self.notify and self.tell is not None:
+            self.tell(names)
         for callback in self.after:
             callback(names)
 
@@ -140,4 +135,3 @@ def _forget(session: Session, transaction: SessionTransaction) -> None:
     # (or the session closed) and its keys name nothing that changed.
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
-        session.info.pop(_SENT, None)

@@ -30,7 +30,7 @@ from sqlalchemy.orm import aliased, make_transient_to_detached
 
 from app.articles import service as articles
 from app.articles.models import Article, ArticleStatus, CommentStatus
-from app.cache import keys, publish
+from app.cache import keys
 from app.cache.publish import invalidate
 from app.comments.models import Comment, CommentState
 from app.comments.schemas import CommentCreate
@@ -492,10 +492,9 @@ async def save(session: AsyncSession, comment: Comment, settings: Settings) -> C
     posting means to others (`events.comment_posted`)."""
     hooks = None
     if comment.status == CommentState.approved:
-        # What needs no comment id goes first: the insert takes the article's row lock,
-        # held until the commit, which other posts on the article wait for.
+        # Read before the insert: it takes the article's row lock, held until the commit,
+        # which other posts on the article wait for.
         invalidate(session, keys.comments(comment.article_id))
-        await publish.send_now(session)
         hooks = await webhooks.active_hooks(session)
     comment_id = await _insert(session, comment)
     if comment_id is None:

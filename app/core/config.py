@@ -45,6 +45,13 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(10, ge=1, le=200)
     db_max_overflow: int = Field(10, ge=0, le=200)
+    db_read_pool_size: int = Field(
+        5,
+        ge=1,
+        le=200,
+        description="PostgreSQL: connections kept for the read path alone, so a burst of "
+        "writes never makes readers wait for a connection.",
+    )
     db_pool_timeout: float = Field(
         5.0, gt=0, description="Seconds to wait for a pooled connection."
     )

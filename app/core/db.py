@@ -97,9 +97,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """The app's engine. Its errors never carry the statement's bound parameters: they are
-    readers' data (emails, addresses, token digests), and errors end up in logs."""
+def create_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    """The app's engine (`pool_size`: a fixed pool other than the main one; no overflow, as
+    connections opened at peaks and closed after them cost a PostgreSQL process each). Its
+    errors never carry the statement's bound parameters: they are readers' data (emails,
+    addresses, token digests), and errors end up in logs."""
     url = settings.database_url
     if settings.is_sqlite:
         engine = create_async_engine(url, connect_args={"timeout": 5}, hide_parameters=True)
@@ -112,8 +114,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
         server_settings["plan_cache_mode"] = "force_generic_plan"
     return create_async_engine(
         url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=pool_size or settings.db_pool_size,
+        max_overflow=0 if pool_size else settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_pre_ping=settings.db_pool_pre_ping,
         hide_parameters=True,
