@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Awaitable, Callable
 
@@ -62,6 +63,8 @@ async def free_slug(
 _SEPARATORS = str.maketrans("_.-", "   ")
 
 
+# Remembered: every comment post compares its author's name with each staff member's.
+@functools.lru_cache(maxsize=4096)
 def name_key(name: str) -> str:
     """A person's name as compared for look-alikes: Unicode compatibility forms folded
     (fullwidth letters, ligatures), case folded, accents and invisible characters dropped,
