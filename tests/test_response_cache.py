@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article, ArticleStatus
 from app.cache import keys
-from app.cache.clock import KeyClock
+from app.cache.channel import Listener
+from app.cache.clock import KeyClock, slot_of
 from app.core.db import utcnow
 from app.main import CACHED_PREFIXES, create_app
 from app.users.models import Role
@@ -692,6 +693,62 @@ class TestAcrossMachines:
         # Back, and everything from before is gone: it is filled afresh.
         assert (await client.get(path)).headers["x-cache"] == "MISS"
         assert await hit(client, path)
+
+
+@pytest.mark.postgres_only
+class TestTelling:
+    """What one machine's writes tell the others, on the channel's own connection."""
+
+    @staticmethod
+    async def _until(condition: Any, what: str) -> None:
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"never: {what}")
+
+    async def _pair(self, database_url: str, tmp_path: Path) -> tuple[Listener, Listener]:
+        pair = []
+        for name in ("a", "b"):
+            listener = Listener(database_url, KeyClock(tmp_path / name), connect_timeout=5)
+            self._tasks.append(asyncio.create_task(listener.run()))
+            assert await listener.wait_first()
+            pair.append(listener)
+        return pair[0], pair[1]
+
+    @pytest.fixture(autouse=True)
+    async def _stop(self) -> Any:
+        self._tasks: list[asyncio.Task[None]] = []
+        yield
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def test_writes_committed_together_go_out_as_one_notification(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        a, b = await self._pair(database_url, tmp_path)
+        since = b.clock.now()
+        for article_id in (1, 2, 3):
+            a.tell({keys.article(article_id), keys.comments(article_id)})
+        await self._until(lambda: b.heard == 1, "the other machine hears")
+        for article_id in (1, 2, 3):
+            assert not b.clock.valid([slot_of(keys.comments(article_id))], since)
+        assert b.clock.valid([slot_of(keys.article(4))], since)
+        assert a.told == 1
+
+    async def test_keys_told_while_the_channel_is_down_go_out_once_it_is_back(
+        self, database_url: str, tmp_path: Path, session: AsyncSession
+    ) -> None:
+        a, b = await self._pair(database_url, tmp_path)
+        await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": a.server_pid})
+        await session.commit()
+        await self._until(lambda: not a.up, "the channel goes down")
+        since = b.clock.now()
+        a.tell({keys.article(7)})
+        await self._until(lambda: a.up, "the channel comes back")
+        await self._until(lambda: b.heard == 1, "the other machine hears")
+        assert not b.clock.valid([slot_of(keys.article(7))], since)
 
 
 def _client(app: FastAPI, peer: tuple[str, int] = ("203.0.113.7", 40000)) -> httpx.AsyncClient:

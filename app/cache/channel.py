@@ -51,6 +51,7 @@ class Listener:
         self.up = False
         self.heard = 0  # notifications from other machines (for tests and metrics)
         self.told = 0  # notifications sent
+        self.server_pid: int | None = None  # of the current connection (for tests)
         self._unsent: set[str] = set()
         self._first = asyncio.Event()
         self._lost = asyncio.Event()
@@ -117,6 +118,7 @@ class Listener:
                     server_settings={"application_name": "newsroom-cache-listener"},
                 )
                 self._lost.clear()
+                self.server_pid = connection.get_server_pid()
                 connection.add_termination_listener(self._on_close)
                 await connection.add_listener(CHANNEL, self._on_notify)
                 # Whatever was invalidated while nobody listened is unknown: start afresh.
