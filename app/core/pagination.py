@@ -73,11 +73,20 @@ def set_page_headers(
     params: PageParams,
     next_cursor: str | None = None,
 ) -> int:
-    """Put RFC 8288 links (first, prev, next, last) and the total on the response. Links
-    carry the route's declared parameters only, canonical order (`app.core.urls`).
+    """Put RFC 8288 links and the total on the response. Links carry the route's declared
+    parameters only, canonical order (`app.core.urls`), and follow the style the request
+    used, so a client that keeps following `next` walks the list once and stops:
+
+    - by `cursor`: `first`, and `next` (a cursor) unless this is the last page; a cursor
+      walk only goes forward, so no `prev` or `last`;
+    - by `page`: `first`, `prev`, `next` (a page number) unless this is the last page, `last`;
+    - neither (the first page): as by page, except that `next` is a cursor where the route
+      gives one, the cheaper walk however deep it goes.
 
     Returns the number of pages."""
     pages = page_count(total, params.per_page)
+    by_cursor = bool(request.query_params.get("cursor"))
+    by_page = "page" in request.query_params
     kept = [(k, v) for k, v in urls.request_query(request) if k not in ("page", "cursor")]
     root, varies = urls.base(request)
     path = quote(request.url.path)
@@ -88,13 +97,17 @@ def set_page_headers(
         links.append(f'<{root}{path}?{urlencode(query, safe=",")}>; rel="{rel}"')
 
     link("first", "page", 1)
-    if params.page > 1:
-        link("prev", "page", min(params.page - 1, pages))
-    if next_cursor is not None:
-        link("next", "cursor", next_cursor)
-    elif params.page < pages:
-        link("next", "page", params.page + 1)
-    link("last", "page", pages)
+    if by_cursor:
+        if next_cursor is not None:
+            link("next", "cursor", next_cursor)
+    else:
+        if params.page > 1:
+            link("prev", "page", min(params.page - 1, pages))
+        if next_cursor is not None and not by_page:
+            link("next", "cursor", next_cursor)
+        elif params.page < pages:
+            link("next", "page", params.page + 1)
+        link("last", "page", pages)
     response.headers["Link"] = ", ".join(links)
     response.headers["X-Total-Count"] = str(total)
     if varies:
