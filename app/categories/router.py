@@ -21,7 +21,7 @@ from app.core.db import SessionDep
 from app.core.http_cache import IfMatch, check_if_match
 from app.core.openapi import responses
 from app.core.pagination import MAX_PER_PAGE, Page, PageParams, set_page_headers
-from app.core.render import FieldsParam, json, parse_fields
+from app.core.render import FieldsParam, json, parse_fields, trim_tree
 from app.core.schemas import MAX_ID, IdPath
 from app.core.security import Principal, current_principal
 
@@ -72,14 +72,6 @@ def _tree(categories: list[Category], counts: dict[int, int]) -> list[CategoryNo
         ]
 
     return nodes(None)
-
-
-def _trim(node: dict[str, Any], fields: set[str]) -> dict[str, Any]:
-    """`fields` applied at every depth of the tree, not only to the top-level items."""
-    out = {key: value for key, value in node.items() if key in fields}
-    if "children" in out:
-        out["children"] = [_trim(child, fields) for child in out["children"]]
-    return out
 
 
 async def _detail(
@@ -137,7 +129,7 @@ async def list_categories(
         shown = [keys.CATEGORIES, keys.LISTINGS, *(keys.category(c.id) for c in categories)]
         if wanted is None:
             return keys.label(json(page, headers=dict(response.headers)), shown)
-        trimmed = [_trim(node.model_dump(mode="json"), wanted) for node in nodes]
+        trimmed = [trim_tree(node.model_dump(mode="json"), wanted, "children") for node in nodes]
         return keys.label(
             json(
                 Page[dict[str, Any]](**page.model_dump(exclude={"items"}), items=trimmed),

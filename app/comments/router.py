@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, Security, status
 from pydantic import EmailStr
@@ -33,7 +33,7 @@ from app.core.net import client_ip
 from app.core.openapi import links, responses
 from app.core.pagination import Page, PageParams, page_count, page_params, set_page_headers
 from app.core.ratelimit import Verdict
-from app.core.render import json
+from app.core.render import FieldsParam, json, parse_fields, trim_tree
 from app.core.schemas import MAX_ID, IdPath
 from app.core.security import OptionalPrincipal, Principal, current_principal
 from app.outbox import events
@@ -221,10 +221,13 @@ async def list_comments(
     per_page: Annotated[int, Query(ge=1, le=100, description="Top-level threads per page.")] = 20,
     order: Annotated[Literal["oldest", "newest"], Query()] = "oldest",
     tree: Annotated[bool, Query(description="Nest replies under their parents.")] = False,
+    fields: FieldsParam = None,
 ) -> Response:
     """Approved comments, paged by top-level thread so a thread is never cut in half.
     Flat (each item has `parent_id` and `depth`, in reading order) or `tree=true`.
-    `total` and `pages` count threads."""
+    `total` and `pages` count threads. `fields` trims every comment, at every depth of a
+    tree (`replies` is kept when named)."""
+    wanted = parse_fields(fields, CommentThreaded if tree else CommentPublic)
     params = PageParams(page=page, per_page=per_page)
     now = utcnow()
 
@@ -244,7 +247,7 @@ async def list_comments(
         raise articles.hidden(article_id)
     nodes, total = found
     pages = page_count(total, per_page)
-    body: Page[CommentPublic] | Page[CommentThreaded]
+    body: Page[CommentPublic] | Page[CommentThreaded] | Page[dict[str, Any]]
     if tree:
 
         def nest(node: reads.Node) -> CommentThreaded:
@@ -269,7 +272,10 @@ async def list_comments(
         body = Page[CommentPublic](
             items=flat, total=total, page=page, per_page=per_page, pages=pages
         )
-    response = json(body)
+    if wanted is not None and tree:
+        items = [trim_tree(item.model_dump(mode="json"), wanted, "replies") for item in body.items]
+        body = Page[dict[str, Any]](**body.model_dump(exclude={"items"}), items=items)
+    response = json(body, fields=None if tree else wanted, list_fields=True)
     set_page_headers(request, response, total=total, params=params)
     return keys.label(response, [keys.comments(article_id)])
 

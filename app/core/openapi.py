@@ -71,18 +71,34 @@ def trimmed_variants(schema: dict[str, Any]) -> None:
 
     def trimmed(name: str) -> str:
         variant = f"{name}Trimmed"
-        if variant not in components:
-            source = components[name]
-            copy = {**source, "required": [], "title": variant}
-            properties = dict(source.get("properties", {}))
-            items = properties.get("items")
-            if isinstance(items, dict) and "$ref" in items.get("items", {}):
-                inner = items["items"]["$ref"].rsplit("/", 1)[1]
-                properties["items"] = {**items, "items": {"$ref": _ref(trimmed(inner))}}
-                copy["required"] = source.get("required", [])
-            copy["properties"] = properties
-            components[variant] = copy
+        if variant in components:
+            return variant
+        source = components[name]
+        copy = {**source, "required": [], "title": variant}
+        components[variant] = copy  # before the nested lists, which may name it again
+        properties = dict(source.get("properties", {}))
+        for key, prop in properties.items():
+            # Lists of models are trimmed at every depth (a page's items, a tree's children).
+            if isinstance(prop, dict) and "$ref" in prop.get("items", {}):
+                inner = prop["items"]["$ref"].rsplit("/", 1)[1]
+                properties[key] = {**prop, "items": {"$ref": _ref(trimmed(inner))}}
+        if "items" in properties and name.startswith("Page"):
+            copy["required"] = source.get("required", [])  # the envelope is never trimmed
+        copy["properties"] = properties
         return variant
+
+    def variants(media_schema: dict[str, Any]) -> dict[str, Any]:
+        refs = [
+            media_schema.get("$ref"),
+            *(one.get("$ref") for one in media_schema.get("anyOf", [])),
+        ]
+        found = [ref for ref in refs if ref]
+        return {
+            "anyOf": [
+                *({"$ref": ref} for ref in found),
+                *({"$ref": _ref(trimmed(ref.rsplit("/", 1)[1]))} for ref in found),
+            ]
+        }
 
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
@@ -91,10 +107,8 @@ def trimmed_variants(schema: dict[str, Any]) -> None:
                 continue
             content = operation.get("responses", {}).get("200", {}).get("content", {})
             for media in content.values():
-                ref = media.get("schema", {}).get("$ref")
-                if ref:
-                    name = ref.rsplit("/", 1)[1]
-                    media["schema"] = {"anyOf": [{"$ref": ref}, {"$ref": _ref(trimmed(name))}]}
+                if media.get("schema"):
+                    media["schema"] = variants(media["schema"])
 
 
 def _ref(name: str) -> str:

@@ -40,6 +40,15 @@ def parse_fields(fields: str | None, model: type[BaseModel]) -> set[str] | None:
     return names
 
 
+def trim_tree(node: dict[str, Any], fields: set[str], nested: str) -> dict[str, Any]:
+    """`fields` applied at every depth of a tree (the `nested` lists), not only to the
+    top-level items; the lists themselves are kept only when asked for."""
+    out = {key: value for key, value in node.items() if key in fields}
+    if nested in out:
+        out[nested] = [trim_tree(child, fields, nested) for child in out[nested]]
+    return out
+
+
 def json(
     model: BaseModel,
     *,
