@@ -146,3 +146,15 @@ async def test_comment_pages_follow_the_same_rule(
     seen, followed = await walk(client, f"/api/v1/articles/{article.id}/comments?per_page=2", {})
     assert len(seen) == ITEMS == len(set(seen))
     assert len(followed) == 2
+
+
+@pytest.mark.parametrize("path", [*ROUTES, "/api/v1/comments", "/api/v1/webhooks"])
+async def test_bad_paging_names_each_field_once(
+    client: httpx.AsyncClient, site: dict[str, Any], path: str
+) -> None:
+    response = await client.get(
+        path, params={"per_page": 101, "page": 0}, headers=bearer(site["token"])
+    )
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert sorted(e["field"] for e in errors) == ["page", "per_page"]

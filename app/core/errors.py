@@ -174,19 +174,19 @@ def _field_path(loc: tuple[Any, ...]) -> tuple[str, str]:
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    errors = []
+    errors: dict[tuple[str, ...], dict[str, Any]] = {}
     for error in exc.errors():
         location, field = _field_path(tuple(error.get("loc", ())))
         # The offending input is deliberately left out: it may be an email or a password.
-        errors.append(
-            {
-                "field": field,
-                "location": location,
-                "message": str(error.get("msg", "invalid")),
-                "type": str(error.get("type", "invalid")),
-            }
-        )
-    return errors
+        found = {
+            "field": field,
+            "location": location,
+            "message": str(error.get("msg", "invalid")),
+            "type": str(error.get("type", "invalid")),
+        }
+        # Once each: a parameter that two of a route's dependencies read fails in both.
+        errors.setdefault(tuple(found.values()), found)
+    return list(errors.values())
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
