@@ -59,9 +59,11 @@ async def test_flood_control_spans_processes(
         async with httpx.AsyncClient(timeout=10) as http:
             posted = await http.post(first + path, json=comment("a@example.com", "one"))
             assert posted.status_code == 201, posted.text
-            flood = await http.post(second + path, json=comment("b@example.com", "two"))
-            assert flood.status_code == 429, "same address, other process, within 15 s"
+            flood = await http.post(second + path, json=comment("a@example.com", "two"))
+            assert flood.status_code == 429, "same email, other process, within 15 s"
             assert int(flood.headers["retry-after"]) >= 1
+            other = await http.post(second + path, json=comment("b@example.com", "three"))
+            assert other.status_code == 201, "another reader at the same address"
 
 
 async def test_duplicates_and_hourly_limits_span_processes(

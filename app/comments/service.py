@@ -110,32 +110,31 @@ class Limits:
 
 
 async def check_limits(limiter: RateLimiter, settings: Settings, *, ip: str, email: str) -> Limits:
-    """Flood control (one post per IP and per email every N seconds) and the hourly
-    per-IP limit. Raises TooManyRequests; counts the attempt when it passes."""
+    """Flood control (one post per email every N seconds) and the hourly per-address limit.
+    Raises TooManyRequests; each attempt that passes is counted as it is checked, atomically,
+    so parallel posts cannot all slip through one free slot.
+
+    Flood control is per email, not per address: readers behind one carrier NAT or office
+    proxy share an address, and one reader's comment must not make the others wait. What
+    one address may post in all is the hourly limit's to bound."""
     if settings.comment_flood_seconds:
         rule = f"1/{settings.comment_flood_seconds} seconds"
-        for key in (("flood-ip", ip), ("flood-email", email)):
-            verdict = await limiter.check(rule, *key)
-            if not verdict.allowed:
-                raise TooManyRequests(
-                    f"Wait {settings.comment_flood_seconds} seconds between comments.",
-                    retry_after=verdict.reset_after,
-                )
+        verdict = await limiter.hit(rule, "flood-email", email)
+        if not verdict.allowed:
+            raise _wait(verdict, "between comments from one email address")
     hourly = None
     if settings.comment_rate_limit:
-        hourly = await limiter.check(settings.comment_rate_limit, "comments-ip", ip)
-        if not hourly.allowed:
-            raise TooManyRequests(
-                "Too many comments from your address; try again later.",
-                retry_after=hourly.reset_after,
-            )
-    if settings.comment_flood_seconds:
-        rule = f"1/{settings.comment_flood_seconds} seconds"
-        await limiter.count(rule, "flood-ip", ip)
-        await limiter.count(rule, "flood-email", email)
-    if settings.comment_rate_limit:
         hourly = await limiter.hit(settings.comment_rate_limit, "comments-ip", ip)
+        if not hourly.allowed:
+            raise _wait(hourly, "for more comments from your address")
     return Limits(hourly=hourly)
+
+
+def _wait(verdict: Verdict, reason: str) -> TooManyRequests:
+    # The detail and Retry-After tell the same number of seconds.
+    seconds = max(1, verdict.reset_after)
+    unit = "second" if seconds == 1 else "seconds"
+    return TooManyRequests(f"Wait {seconds} {unit} {reason}.", retry_after=seconds)
 
 
 @dataclass(frozen=True, slots=True)

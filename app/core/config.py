@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Addresses or CIDR ranges → spam."
     )
     comment_flood_seconds: int = Field(
-        15, ge=0, le=3600, description="Min seconds between posts per IP and per email; 0 = off."
+        15, ge=0, le=3600, description="Min seconds between posts per email; 0 = off."
     )
     comment_rate_limit: str = Field(
         "30/hour", description="Posts per client address (limits syntax); empty = unlimited."
