@@ -27,6 +27,7 @@ PUBLIC_KEYS = {
     "description",
     "parent_id",
     "article_count",
+    "own_article_count",
     "created_at",
     "updated_at",
 }
@@ -162,7 +163,7 @@ class TestPublicDetail:
 
 
 class TestArticleCount:
-    async def test_counts_only_public_articles_filed_directly(
+    async def test_counts_public_articles_as_the_category_filter_shows_them(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:
         author = await make_user(session)
@@ -187,12 +188,17 @@ class TestArticleCount:
             published_at=utcnow() + timedelta(days=1),
         )
         listed = (await client.get(URL)).json()["items"]
-        counts = {c["name"]: c["article_count"] for c in listed}
-        assert counts == {"Asia": 3, "Sport": 1, "World": 0}
-        assert (await client.get(f"{URL}/{asia.id}")).json()["article_count"] == 3
+        counts = {c["name"]: (c["article_count"], c["own_article_count"]) for c in listed}
+        # World holds nothing itself; the article in Sport and Asia counts once below it.
+        assert counts == {"Asia": (3, 3), "Sport": (1, 1), "World": (3, 0)}
+        for category in listed:
+            filtered = await client.get("/api/v1/articles", params={"category": category["slug"]})
+            assert filtered.json()["total"] == category["article_count"]
+        detail = (await client.get(f"{URL}/{world.id}")).json()
+        assert (detail["article_count"], detail["own_article_count"]) == (3, 0)
         tree = (await client.get(URL, params={"tree": "true"})).json()["items"]
         world_node = next(n for n in tree if n["name"] == "World")
-        assert world_node["article_count"] == 0
+        assert (world_node["article_count"], world_node["own_article_count"]) == (3, 0)
         assert world_node["children"][0]["article_count"] == 3
 
 

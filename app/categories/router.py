@@ -45,29 +45,31 @@ async def _category(session: SessionDep, category_id: IdPath) -> Category:
 
 
 CategoryDep = Annotated[Category, Depends(_category)]
+NONE = service.Counts()
 
 
-def _public_fields(category: Category, article_count: int) -> dict[str, Any]:
+def _public_fields(category: Category, counts: service.Counts) -> dict[str, Any]:
     return {
         "id": category.id,
         "name": category.name,
         "slug": category.slug,
         "description": category.description,
         "parent_id": category.parent_id,
-        "article_count": article_count,
+        "article_count": counts.total,
+        "own_article_count": counts.own,
         "created_at": category.created_at,
         "updated_at": category.updated_at,
     }
 
 
-def _tree(categories: list[Category], counts: dict[int, int]) -> list[CategoryNode]:
+def _tree(categories: list[Category], counts: dict[int, service.Counts]) -> list[CategoryNode]:
     below: dict[int | None, list[Category]] = defaultdict(list)
     for category in categories:
         below[category.parent_id].append(category)
 
     def nodes(parent_id: int | None) -> list[CategoryNode]:
         return [
-            CategoryNode(**_public_fields(c, counts.get(c.id, 0)), children=nodes(c.id))
+            CategoryNode(**_public_fields(c, counts.get(c.id, NONE)), children=nodes(c.id))
             for c in below.get(parent_id, [])
         ]
 
@@ -84,7 +86,7 @@ async def _detail(
 ) -> Response:
     counts = await service.article_counts(session, [category.id])
     model = CategoryDetail(
-        **_public_fields(category, counts.get(category.id, 0)),
+        **_public_fields(category, counts.get(category.id, NONE)),
         path=[CategoryRef.model_validate(c) for c in await service.path(session, category)],
         children=[CategoryRef.model_validate(c) for c in await service.children(session, category)],
     )
@@ -115,8 +117,9 @@ async def list_categories(
     ] = False,
     fields: FieldsParam = None,
 ) -> Response:
-    """The site's sections, ordered by name, each with its number of published articles
-    (filed in it directly; its subcategories' articles are not counted)."""
+    """The site's sections, ordered by name, each with its number of published articles:
+    `article_count` counts those below it too, as `?category=` shows them;
+    `own_article_count` those filed in it directly."""
     if tree:
         wanted = parse_fields(fields, CategoryNode)
         categories = await service.list_all(session)
@@ -143,7 +146,7 @@ async def list_categories(
     counts = await service.article_counts(session, [c.id for c in rows])
     set_page_headers(request, response, total=total, params=params)
     listing = Page[CategoryPublic].of(
-        [CategoryPublic(**_public_fields(c, counts.get(c.id, 0))) for c in rows], total, params
+        [CategoryPublic(**_public_fields(c, counts.get(c.id, NONE))) for c in rows], total, params
     )
     return keys.label(
         json(listing, fields=wanted, list_fields=True, headers=dict(response.headers)),

@@ -64,7 +64,11 @@ class CategoryPublic(BaseModel):
     description: str | None
     parent_id: int | None
     article_count: int = Field(
-        description="Published articles filed in this category itself (not its subcategories)."
+        description="Published articles in this category or any below it, each once: the "
+        "`total` that `/api/v1/articles?category={slug}` shows."
+    )
+    own_article_count: int = Field(
+        description="Published articles filed in this category itself (WordPress' `count`)."
     )
     created_at: datetime
     updated_at: datetime

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, case, func, inspect, literal_column, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    case,
+    func,
+    inspect,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
@@ -71,22 +81,44 @@ async def list_all(session: AsyncSession) -> list[Category]:
     return list(await session.scalars(select(Category).order_by(Category.name, Category.id)))
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    own: int = 0  # filed in the category itself
+    total: int = 0  # in it or any category below it, each article once: what ?category= shows
+
+
 async def article_counts(
     session: AsyncSession, ids: Collection[int] | None = None
-) -> dict[int, int]:
-    """Publicly visible articles filed directly in each category (absent: none)."""
-    category_id = article_categories.c.category_id
-    query = (
-        select(category_id, func.count())
-        .select_from(article_categories)
-        .join(Article, Article.id == article_categories.c.article_id)
-        .where(is_public(utcnow()))
-        .group_by(category_id)
+) -> dict[int, Counts]:
+    """Publicly visible articles of each category (absent: none), in one query."""
+    start = select(
+        Category.id.label("root"),
+        Category.id.label("member"),
+        literal_column("0", Integer).label("depth"),
     )
     if ids is not None:
-        query = query.where(category_id.in_(ids))
+        start = start.where(Category.id.in_(ids))
+    subtree = start.cte("subtree", recursive=True)
+    subtree = subtree.union_all(
+        select(subtree.c.root, Category.id, subtree.c.depth + 1)
+        .join(subtree, Category.parent_id == subtree.c.member)
+        .where(subtree.c.depth < MAX_DEPTH)
+    )
+    filed = article_categories.c.category_id
+    query = (
+        select(
+            subtree.c.root,
+            func.count(func.distinct(article_categories.c.article_id)),
+            func.count(func.distinct(case((filed == subtree.c.root, Article.id)))),
+        )
+        .select_from(subtree)
+        .join(article_categories, filed == subtree.c.member)
+        .join(Article, Article.id == article_categories.c.article_id)
+        .where(is_public(utcnow()))
+        .group_by(subtree.c.root)
+    )
     rows = await session.execute(query)
-    return {cid: count for cid, count in rows}
+    return {root: Counts(own=own, total=total) for root, total, own in rows}
 
 
 async def children(session: AsyncSession, category: Category) -> list[Category]:
