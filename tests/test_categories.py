@@ -216,8 +216,43 @@ class TestCreate:
         assert body["article_count"] == 0
         assert response.headers["location"] == f"{URL}/{body['id']}"
         assert response.headers["etag"].startswith('"1-')
-        again = await client.post(URL, json={"name": "Ölçüm haberleri"}, headers=headers)
-        assert again.json()["slug"] == "olcum-haberleri-2"
+        elsewhere = await client.post(
+            URL, json={"name": "Ölçüm haberleri", "parent_id": body["id"]}, headers=headers
+        )
+        assert elsewhere.json()["slug"] == "olcum-haberleri-2"
+
+    async def test_a_name_taken_among_siblings_is_a_409(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        headers = await auth_headers(session)
+        local = (await client.post(URL, json={"name": "Local News"}, headers=headers)).json()
+        for name in ("Local News", "local news", "LOCAL  NEWS"):
+            problem = assert_problem(
+                await client.post(URL, json={"name": name}, headers=headers), 409
+            )
+            assert problem["errors"][0]["field"] == "name"
+        world = (await client.post(URL, json={"name": "World"}, headers=headers)).json()
+        sport = {"name": "Sport", "parent_id": world["id"]}
+        assert (await client.post(URL, json=sport, headers=headers)).status_code == 201
+        # The same name under another parent is another section.
+        local_sport = {"name": "Sport", "parent_id": local["id"]}
+        moved = await client.post(URL, json=local_sport, headers=headers)
+        assert moved.status_code == 201
+        # Renaming or moving into a clash is refused too, and changes nothing.
+        renamed = await client.patch(
+            f"{URL}/{world['id']}", json={"name": "Local news"}, headers=headers
+        )
+        assert_problem(renamed, 409)
+        into = await client.patch(
+            f"{URL}/{moved.json()['id']}", json={"parent_id": world["id"]}, headers=headers
+        )
+        assert_problem(into, 409)
+        after = (await client.get(f"{URL}/{moved.json()['id']}")).json()
+        assert after["parent_id"] == local["id"]
+        names = [
+            c["name"] for c in (await client.get(URL, params={"per_page": 100})).json()["items"]
+        ]
+        assert sorted(names) == ["Local News", "Sport", "Sport", "World"]
 
     async def test_an_explicit_slug_that_is_taken_is_409(
         self, client: httpx.AsyncClient, session: AsyncSession

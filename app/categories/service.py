@@ -193,6 +193,24 @@ async def _check_parent(session: AsyncSession, own_id: int | None, parent_id: in
         )
 
 
+async def _check_siblings(
+    session: AsyncSession, own_id: int | None, name: str, parent_id: int | None
+) -> None:
+    """Two sections of one parent may not read the same (as in WordPress): a menu could not
+    tell them apart. Under another parent the name is free (World > Sport, Local > Sport)."""
+    query = select(Category.name).where(
+        Category.parent_id.is_(None) if parent_id is None else Category.parent_id == parent_id
+    )
+    if own_id is not None:
+        query = query.where(Category.id != own_id)
+    wanted = text.name_key(name)
+    if any(text.name_key(other) == wanted for other in await session.scalars(query)):
+        raise Conflict(
+            f"A category named {name!r} already exists here; choose another name.",
+            field="name",
+        )
+
+
 async def _apply(session: AsyncSession, category: Category, changes: dict[str, Any]) -> None:
     if "name" in changes and changes["name"] is None:
         raise InvalidInput("name cannot be null.", field="name")
@@ -202,6 +220,8 @@ async def _apply(session: AsyncSession, category: Category, changes: dict[str, A
     for key in ("name", "description", "parent_id"):
         if key in changes:
             setattr(category, key, changes[key])
+    if "name" in changes or "parent_id" in changes:
+        await _check_siblings(session, own_id, category.name, category.parent_id)
     if "slug" in changes:
         category.slug = await text.free_slug(
             session,
