@@ -71,7 +71,9 @@ class ListingMemo:
         key: Hashable,
         now: datetime,
         compute: Callable[[], Awaitable[T]],
+        keep: Callable[[T], bool] | None = None,
     ) -> T:
+        """The remembered answer, or `compute`'s, remembered unless `keep` says otherwise."""
         entry = self._entries.get(key)
         if (
             entry is not None
@@ -82,6 +84,8 @@ class ListingMemo:
             value: T = entry.value
             return value
         value = await compute()
+        if keep is not None and not keep(value):
+            return value
         self._entries[key] = _Entry(state.generation, state.next_due, value)
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:

@@ -132,7 +132,7 @@ async def article_query(
 @router.get(
     "",
     response_model=Page[ArticleListItem],
-    responses=responses(401, 403, 422),
+    responses=responses(401, 403, 404, 422),
     summary="List articles",
 )
 async def list_articles(
@@ -144,7 +144,8 @@ async def list_articles(
     fields: FieldsParam = None,
 ) -> Response:
     """Published articles whose time has come, newest first. Filters combine (AND); a
-    repeated filter means any of its values. Page with `page` + `per_page`, or walk with
+    repeated filter means any of its values; one naming a category, tag or author that does
+    not exist is a 404. Page with `page` + `per_page`, or walk with
     `cursor` (from `next_cursor`, stays fast however deep). Links also go in `Link`."""
     wanted = parse_fields(fields, ArticleListItem)
     memo = request.app.state.listing_memo

@@ -12,7 +12,9 @@ from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import (
+    Select,
     and_,
+    bindparam,
     delete,
     func,
     not_,
@@ -46,7 +48,7 @@ from app.categories import service as categories
 from app.categories.models import Category
 from app.core.config import Settings
 from app.core.dates import in_utc
-from app.core.db import dialect_of, utcnow
+from app.core.db import UTCDateTime, dialect_of, utcnow
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from app.core.html import excerpt_of, plain_text, sanitize_article_html, word_count
 from app.core.schemas import MAX_ID
@@ -535,12 +537,56 @@ def _in_categories(ids: set[int]) -> ColumnElement[bool]:
     )
 
 
+def _unknown(noun: str, slug: str, field: str) -> NotFound:
+    # One rule for every filter, here and in the feeds: naming what does not exist is a 404
+    # (a section page for a mistyped slug is "not found", not an empty section).
+    return NotFound(f"No {noun} with slug {slug!r}.", field=field, location="query")
+
+
+async def _require_known(
+    db: AsyncConnection,
+    memo: ListingMemo,
+    state: ListingState,
+    now: datetime,
+    known_slugs: Select[str],
+    query: ArticleQuery,
+    noun: str,
+    fields: tuple[str, ...],
+) -> None:
+    """Every slug the filters in `fields` name must be in `known_slugs`."""
+    wanted = sorted({slug for name in fields for slug in getattr(query, name)})
+    if not wanted:
+        return
+
+    async def found() -> frozenset[str]:
+        slugs = known_slugs.where(known_slugs.selected_columns[0].in_(wanted))
+        return frozenset((await db.execute(slugs, {"now": now})).scalars())
+
+    # Remembered only when every one is known: what makes a slug unknown (a delete, a slug
+    # change, an author's last article going) moves the generation; a new tag does not.
+    known = await memo.get(
+        state, ("known", noun, tuple(wanted)), now, found, keep=lambda v: len(v) == len(wanted)
+    )
+    for name in fields:
+        for slug in getattr(query, name):
+            if slug not in known:
+                raise _unknown(noun, slug, name)
+
+
 def _has_tags(slugs: list[str]) -> ColumnElement[bool]:
     return Article.id.in_(
         select(article_tags.c.article_id)
         .join(Tag, Tag.id == article_tags.c.tag_id)
         .where(Tag.slug.in_(slugs))
     )
+
+
+_NOW = bindparam("now", type_=UTCDateTime())
+_TAG_SLUGS = select(Tag.slug)
+# Authors as `/api/v1/authors` knows them: people with a public article.
+_AUTHOR_SLUGS = select(User.slug).where(
+    select(Article.id).where(Article.author_id == User.id, is_public(_NOW)).exists()
+)
 
 
 async def _category_conditions(
@@ -554,6 +600,10 @@ async def _category_conditions(
         return await categories.descendant_ids(db, wanted)
 
     trees = await memo.get(state, ("trees", tuple(wanted)), now, resolve)
+    for name in ("category", "category_all", "category_exclude"):
+        for slug in getattr(query, name):
+            if not trees.get(slug):
+                raise _unknown("category", slug, name)
     conditions: list[ColumnElement[bool]] = []
     if query.category:
         ids = set().union(*(trees.get(s, set()) for s in query.category))
@@ -673,6 +723,9 @@ async def list_articles(
     state = await memo.state(db, now)
     conditions = _status_conditions(query, principal, now)
     conditions += await _category_conditions(db, query, memo, state, now)
+    tag_fields = ("tag", "tag_all", "tag_exclude")
+    await _require_known(db, memo, state, now, _TAG_SLUGS, query, "tag", tag_fields)
+    await _require_known(db, memo, state, now, _AUTHOR_SLUGS, query, "author", ("author",))
     if query.tag:
         conditions.append(_has_tags(query.tag))
     conditions += [_has_tags([slug]) for slug in query.tag_all]
