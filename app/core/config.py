@@ -83,10 +83,19 @@ class Settings(BaseSettings):
         "5/minute", description="Failed logins allowed per client address and user name."
     )
     login_rate_limit_ip: str = Field(
-        "30/minute", description="Failed logins allowed per client address, any user name."
+        "30/minute",
+        description="Login attempts allowed per client address, any user name; successful "
+        "ones count too (an attempt is counted before its password is checked).",
     )
     redis_url: str | None = Field(
         None, description="redis://host:6379/0; shares rate limits across worker processes."
+    )
+    redis_timeout_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description="How long a rate-limit call waits for Redis before this process counts "
+        "on its own for a few seconds.",
     )
     redis_prefix: str = Field(
         "newsroom", max_length=50, description="Key prefix, so sites can share one Redis."
