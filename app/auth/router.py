@@ -23,6 +23,7 @@ from app.core.pagination import Page, PageParams, page_params, set_page_headers
 from app.core.schemas import MAX_ID, IdPath
 from app.core.security import (
     CurrentPrincipal,
+    PasswordsDep,
     Principal,
     current_principal,
     effective_scopes,
@@ -43,6 +44,7 @@ TokensPrincipal = Annotated[Principal, Security(current_principal, scopes=["toke
 async def login(
     request: Request,
     session: SessionDep,
+    passwords: PasswordsDep,
     form: Annotated[LoginForm, Form()],
 ) -> AccessToken:
     """Exchange a username and password for a short-lived bearer token (OAuth2 password
@@ -67,7 +69,7 @@ async def login(
                 "Too many login attempts; wait before trying again.",
                 retry_after=verdict.reset_after,
             )
-    user = await service.login(session, form.username, form.password)
+    user = await service.login(session, passwords, form.username, form.password)
     if user is None:
         raise Unauthorized("Wrong username or password.")
     # Only failures count per user name, and only the password's holder can succeed.

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         description="Login attempts allowed per client address, any user name; successful "
         "ones count too (an attempt is counted before its password is checked).",
     )
+    password_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="argon2 checks and hashes run at once per worker process, in threads "
+        "beside the event loop; more logins than this wait their turn.",
+    )
     redis_url: str | None = Field(
         None, description="redis://host:6379/0; shares rate limits across worker processes."
     )

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cache import keys
 from app.cache.publish import invalidate
 from app.core.errors import Conflict, InvalidInput, NotFound
-from app.core.security import hash_password
+from app.core.security import Passwords
 from app.core.text import free_slug
 from app.users.models import Role, User
 from app.users.schemas import UserCreate, UserUpdate
@@ -44,14 +44,14 @@ async def _ensure_free(session: AsyncSession, column: str, value: str | None) ->
         raise Conflict(f"A user with this {column} already exists.", field=column)
 
 
-async def create(session: AsyncSession, data: UserCreate) -> User:
+async def create(session: AsyncSession, data: UserCreate, *, passwords: Passwords) -> User:
     await _ensure_free(session, "username", data.username)
     await _ensure_free(session, "email", data.email)
     display_name = data.display_name or UNNAMED
     user = User(
         username=data.username,
         email=data.email,
-        password_hash=hash_password(data.password),
+        password_hash=await passwords.hash(data.password),
         role=data.role,
         display_name=display_name,
         slug=await free_slug(
@@ -65,7 +65,9 @@ async def create(session: AsyncSession, data: UserCreate) -> User:
     return user
 
 
-async def update(session: AsyncSession, user: User, data: UserUpdate, *, actor: User) -> User:
+async def update(
+    session: AsyncSession, user: User, data: UserUpdate, *, actor: User, passwords: Passwords
+) -> User:
     changes = data.model_dump(exclude_unset=True)
     if user.id == actor.id and (
         changes.get("is_active") is False or changes.get("role", Role.admin) != Role.admin
@@ -78,7 +80,7 @@ async def update(session: AsyncSession, user: User, data: UserUpdate, *, actor: 
         password = changes.pop("password")
         if password is None:
             raise InvalidInput("The password cannot be removed.", field="password")
-        user.password_hash = hash_password(password)
+        user.password_hash = await passwords.hash(password)
     for key in ("role", "is_active", "display_name"):
         if key in changes and changes[key] is None:
             raise InvalidInput(f"{key} cannot be null.", field=key)
