@@ -109,9 +109,9 @@ async def revoke(session: AsyncSession, token: ApiToken) -> ApiToken:
     return token
 
 
-async def revoke_all_of(session: AsyncSession, user_id: int) -> None:
-    await session.execute(
-        update(ApiToken)
-        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+async def revoke_all_of(session: AsyncSession, user_id: int, *, keep: int | None = None) -> None:
+    """Revoke every live token of the user but `keep`."""
+    query = update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+    if keep is not None:
+        query = query.where(ApiToken.id != keep)
+    await session.execute(query.values(revoked_at=utcnow()))

@@ -88,11 +88,15 @@ async def update_user(
     user_id: IdPath,
     data: UserUpdate,
 ) -> UserAdmin:
-    """Change role, profile or password, or deactivate (`is_active: false`): a deactivated
-    user's tokens are revoked and stop working on their next request."""
+    """Change role, profile or password, or deactivate (`is_active: false`).
+
+    A new password, a lower role or deactivation revokes the user's tokens: they stop
+    working on their next request. An admin who changes their own password keeps the token
+    of this request and loses the others."""
     user = await service.get(session, user_id)
-    await service.update(session, user, data, actor=principal.user, passwords=passwords)
-    if data.is_active is False:
-        await auth.revoke_all_of(session, user.id)
+    if await service.update(session, user, data, actor=principal.user, passwords=passwords):
+        # Admins cannot demote or deactivate themselves: their own change is a password.
+        keep = principal.token.id if user.id == principal.user.id else None
+        await auth.revoke_all_of(session, user.id, keep=keep)
     await session.commit()
     return UserAdmin.model_validate(user)
