@@ -87,6 +87,11 @@ class Settings(BaseSettings):
         description="Login attempts allowed per client address, any user name; successful "
         "ones count too (an attempt is counted before its password is checked).",
     )
+    metrics_public: bool = Field(
+        False,
+        description="Serve /metrics without a token: only where nobody but the scraper can "
+        "reach it. Otherwise a token with the metrics:read scope is needed.",
+    )
     password_hash_concurrency: int = Field(
         2,
         ge=1,

@@ -36,6 +36,7 @@ class Scope(enum.StrEnum):
     users_manage = "users:manage"
     privacy_manage = "privacy:manage"
     webhooks_manage = "webhooks:manage"
+    metrics_read = "metrics:read"
 
 
 SCOPES: dict[str, str] = {
@@ -47,6 +48,7 @@ SCOPES: dict[str, str] = {
     Scope.users_manage: "Create users, change roles, deactivate accounts.",
     Scope.privacy_manage: "Export and erase a commenter's data (GDPR requests).",
     Scope.webhooks_manage: "Register webhooks and read or retry their deliveries.",
+    Scope.metrics_read: "Scrape /metrics (Prometheus): traffic, pool use, comment outcomes.",
 }
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
