@@ -267,6 +267,19 @@ class TestApiTokens:
         assert stored.last_used_at is not None
 
 
+NEW_PASSWORD = "a brand new secret"
+
+
+async def new_password(client: httpx.AsyncClient, user_id: int, token: str) -> httpx.Response:
+    return await client.patch(
+        f"/api/v1/users/{user_id}", json={"password": NEW_PASSWORD}, headers=bearer(token)
+    )
+
+
+async def me(client: httpx.AsyncClient, token: str) -> int:
+    return (await client.get("/api/v1/users/me", headers=bearer(token))).status_code
+
+
 class TestCredentialChangesRevokeTokens:
     """A token outlives neither the password nor the role it was issued under."""
 
@@ -277,19 +290,14 @@ class TestCredentialChangesRevokeTokens:
         author = await make_user(session, username="writer")
         api_token = await make_token(session, author)
         session_token = (await login(client, "writer", PASSWORD)).json()["access_token"]
-        changed = await client.patch(
-            f"/api/v1/users/{author.id}",
-            json={"password": "a brand new secret"},
-            headers=bearer(admin_token),
-        )
-        assert changed.status_code == 200
-        for token in (api_token, session_token):
-            assert (await client.get("/api/v1/users/me", headers=bearer(token))).status_code == 401
-        assert (
-            await client.get("/api/v1/users/me", headers=bearer(admin_token))
-        ).status_code == 200
+        assert (await new_password(client, author.id, admin_token)).status_code == 200
+        assert [await me(client, t) for t in (api_token, session_token, admin_token)] == [
+            401,
+            401,
+            200,
+        ]
         assert (await login(client, "writer", PASSWORD)).status_code == 401
-        assert (await login(client, "writer", "a brand new secret")).status_code == 200
+        assert (await login(client, "writer", NEW_PASSWORD)).status_code == 200
 
     async def test_ones_own_new_password_keeps_only_the_token_that_set_it(
         self, client: httpx.AsyncClient, session: AsyncSession
@@ -298,15 +306,8 @@ class TestCredentialChangesRevokeTokens:
         used = await make_token(session, admin)
         other = await make_token(session, admin)
         session_token = (await login(client, "chief", PASSWORD)).json()["access_token"]
-        changed = await client.patch(
-            f"/api/v1/users/{admin.id}",
-            json={"password": "a brand new secret"},
-            headers=bearer(used),
-        )
-        assert changed.status_code == 200
-        assert (await client.get("/api/v1/users/me", headers=bearer(used))).status_code == 200
-        for token in (other, session_token):
-            assert (await client.get("/api/v1/users/me", headers=bearer(token))).status_code == 401
+        assert (await new_password(client, admin.id, used)).status_code == 200
+        assert [await me(client, t) for t in (used, other, session_token)] == [200, 401, 401]
 
     @pytest.mark.parametrize(("before", "after"), [("admin", "editor"), ("editor", "author")])
     async def test_a_lower_role_revokes_every_token_of_the_user(
@@ -319,10 +320,7 @@ class TestCredentialChangesRevokeTokens:
             f"/api/v1/users/{user.id}", json={"role": after}, headers=bearer(admin_token)
         )
         assert demote.status_code == 200
-        assert (await client.get("/api/v1/users/me", headers=bearer(token))).status_code == 401
-        assert (
-            await client.get("/api/v1/users/me", headers=bearer(admin_token))
-        ).status_code == 200
+        assert [await me(client, t) for t in (token, admin_token)] == [401, 200]
 
     async def test_a_higher_role_or_a_new_profile_keeps_the_tokens(
         self, client: httpx.AsyncClient, session: AsyncSession

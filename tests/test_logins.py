@@ -116,29 +116,23 @@ async def shared(
 
 
 class TestParallelGuesses:
+    @pytest.fixture
+    def hasher(self, monkeypatch: pytest.MonkeyPatch, shared: list[str]) -> CountingHasher:
+        return counting(monkeypatch, security.password_hash)
+
     async def test_only_the_limit_of_parallel_wrong_passwords_is_checked(
-        self,
-        client: httpx.AsyncClient,
-        session: AsyncSession,
-        monkeypatch: pytest.MonkeyPatch,
-        shared: list[str],
+        self, client: httpx.AsyncClient, session: AsyncSession, hasher: CountingHasher
     ) -> None:
         await make_user(session, username="target")
-        hasher = counting(monkeypatch, security.password_hash)
         statuses = await asyncio.gather(*(login(client, "target", f"guess-{i}") for i in range(40)))
         assert sorted(statuses) == [401] * 5 + [429] * 35
         assert hasher.checks == 5, "the 35 refused were answered before any hashing"
 
     async def test_a_spray_over_many_names_stops_at_the_address_limit(
-        self,
-        client: httpx.AsyncClient,
-        session: AsyncSession,
-        monkeypatch: pytest.MonkeyPatch,
-        shared: list[str],
+        self, client: httpx.AsyncClient, session: AsyncSession, hasher: CountingHasher
     ) -> None:
         for i in range(40):
             await make_user(session, username=f"name{i}")
-        hasher = counting(monkeypatch, security.password_hash)
         statuses = await asyncio.gather(*(login(client, f"name{i}", "guess") for i in range(40)))
         assert sorted(statuses) == [401] * 30 + [429] * 10
         assert hasher.checks == 30
