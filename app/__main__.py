@@ -101,6 +101,7 @@ def create_user(
     from pydantic import ValidationError
 
     from app.core.errors import DomainError
+    from app.core.security import Passwords
     from app.users import service as users
     from app.users.schemas import UserCreate
 
@@ -115,7 +116,8 @@ def create_user(
         fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors())
         raise _fail(f"invalid {fields}") from None
     try:
-        user = _run(lambda s: users.create(s, data))
+        # One hash at a time: no request shares this process.
+        user = _run(lambda s: users.create(s, data, passwords=Passwords(1)))
     except DomainError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"created {user.role} {user.username} (id {user.id})")

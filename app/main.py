@@ -40,6 +40,7 @@ from app.core.metrics import router as metrics_router
 from app.core.middleware import RequestContextMiddleware, RequestGuardMiddleware
 from app.core.openapi import problem_content, trimmed_variants
 from app.core.ratelimit import RateLimiter
+from app.core.security import Passwords
 from app.feeds.router import router as feeds_router
 from app.mail.router import router as mail_router
 from app.outbox import worker as outbox_worker
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.read_engine = readers.execution_options(isolation_level="AUTOCOMMIT")
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.ratelimiter = RateLimiter(settings)
+        app.state.passwords = Passwords(settings.password_hash_concurrency)
         wake = asyncio.Event()
         if publisher.cdn:
             publisher.after.append(lambda _names: wake.set())

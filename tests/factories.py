@@ -17,7 +17,7 @@ from app.categories import service as categories
 from app.categories.models import Category
 from app.categories.schemas import CategoryCreate
 from app.core.db import utcnow
-from app.core.security import acting_as
+from app.core.security import Passwords, acting_as
 from app.tags import service as tags
 from app.tags.models import Tag
 from app.tags.schemas import TagCreate
@@ -47,6 +47,7 @@ async def make_user(
             display_name=display_name,
             email=email,
         ),
+        passwords=Passwords(1),
     )
     await session.commit()
     return user

@@ -229,19 +229,6 @@ class TestApiTokens:
         me = await client.get("/api/v1/users/me", headers=bearer(token))
         assert me.json()["scopes"] == ["comments:moderate"]
 
-    async def test_role_downgrade_narrows_existing_tokens_at_once(
-        self, client: httpx.AsyncClient, session: AsyncSession
-    ) -> None:
-        admin = await make_user(session, role=Role.admin)
-        other = await make_user(session, role=Role.admin)
-        other_token = await make_token(session, other)
-        admin_token = await make_token(session, admin)
-        demote = await client.patch(
-            f"/api/v1/users/{other.id}", json={"role": "author"}, headers=bearer(admin_token)
-        )
-        assert demote.status_code == 200
-        assert (await client.get("/api/v1/users", headers=bearer(other_token))).status_code == 403
-
     async def test_unknown_scope_is_a_422(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:
@@ -278,6 +265,77 @@ class TestApiTokens:
         assert stored is not None
         await session.refresh(stored)
         assert stored.last_used_at is not None
+
+
+NEW_PASSWORD = "a brand new secret"
+
+
+async def new_password(client: httpx.AsyncClient, user_id: int, token: str) -> httpx.Response:
+    return await client.patch(
+        f"/api/v1/users/{user_id}", json={"password": NEW_PASSWORD}, headers=bearer(token)
+    )
+
+
+async def me(client: httpx.AsyncClient, token: str) -> int:
+    return (await client.get("/api/v1/users/me", headers=bearer(token))).status_code
+
+
+class TestCredentialChangesRevokeTokens:
+    """A token outlives neither the password nor the role it was issued under."""
+
+    async def test_a_password_set_by_an_admin_revokes_every_token_of_the_user(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        admin_token = await make_token(session, await make_user(session, role=Role.admin))
+        author = await make_user(session, username="writer")
+        api_token = await make_token(session, author)
+        session_token = (await login(client, "writer", PASSWORD)).json()["access_token"]
+        assert (await new_password(client, author.id, admin_token)).status_code == 200
+        assert [await me(client, t) for t in (api_token, session_token, admin_token)] == [
+            401,
+            401,
+            200,
+        ]
+        assert (await login(client, "writer", PASSWORD)).status_code == 401
+        assert (await login(client, "writer", NEW_PASSWORD)).status_code == 200
+
+    async def test_ones_own_new_password_keeps_only_the_token_that_set_it(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        admin = await make_user(session, role=Role.admin, username="chief")
+        used = await make_token(session, admin)
+        other = await make_token(session, admin)
+        session_token = (await login(client, "chief", PASSWORD)).json()["access_token"]
+        assert (await new_password(client, admin.id, used)).status_code == 200
+        assert [await me(client, t) for t in (used, other, session_token)] == [200, 401, 401]
+
+    @pytest.mark.parametrize(("before", "after"), [("admin", "editor"), ("editor", "author")])
+    async def test_a_lower_role_revokes_every_token_of_the_user(
+        self, client: httpx.AsyncClient, session: AsyncSession, before: str, after: str
+    ) -> None:
+        admin_token = await make_token(session, await make_user(session, role=Role.admin))
+        user = await make_user(session, role=Role(before))
+        token = await make_token(session, user)
+        demote = await client.patch(
+            f"/api/v1/users/{user.id}", json={"role": after}, headers=bearer(admin_token)
+        )
+        assert demote.status_code == 200
+        assert [await me(client, t) for t in (token, admin_token)] == [401, 200]
+
+    async def test_a_higher_role_or_a_new_profile_keeps_the_tokens(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        admin_token = await make_token(session, await make_user(session, role=Role.admin))
+        author = await make_user(session)
+        token = await make_token(session, author)
+        for change in ({"role": "editor"}, {"display_name": "New Byline"}):
+            response = await client.patch(
+                f"/api/v1/users/{author.id}", json=change, headers=bearer(admin_token)
+            )
+            assert response.status_code == 200
+        me = await client.get("/api/v1/users/me", headers=bearer(token))
+        assert me.status_code == 200
+        assert "comments:moderate" in me.json()["scopes"], "the new role's rights, at once"
 
 
 class TestUsers:

@@ -26,7 +26,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/docs/oauth2-redirect"): "public",
     ("GET", "/redoc"): "public",
     ("GET", "/healthz"): "public",
-    ("GET", "/metrics"): "public",
+    ("GET", "/metrics"): "scope:metrics:read",
     ("GET", "/readyz"): "public",
     ("POST", "/api/v1/auth/token"): "public",
     ("POST", "/api/v1/auth/logout"): "token",

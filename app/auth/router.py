@@ -21,7 +21,13 @@ from app.core.net import client_ip
 from app.core.openapi import responses
 from app.core.pagination import Page, PageParams, page_params, set_page_headers
 from app.core.schemas import MAX_ID, IdPath
-from app.core.security import CurrentPrincipal, Principal, current_principal, effective_scopes
+from app.core.security import (
+    CurrentPrincipal,
+    PasswordsDep,
+    Principal,
+    current_principal,
+    effective_scopes,
+)
 from app.users import service as users
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
@@ -38,32 +44,37 @@ TokensPrincipal = Annotated[Principal, Security(current_principal, scopes=["toke
 async def login(
     request: Request,
     session: SessionDep,
+    passwords: PasswordsDep,
     form: Annotated[LoginForm, Form()],
 ) -> AccessToken:
     """Exchange a username and password for a short-lived bearer token (OAuth2 password
     flow, so the Authorize button of `/docs` works). `scope` may narrow the token.
 
     A wrong password, an unknown user and a deactivated account get the same answer.
-    Failed attempts are rate limited per client address and user name."""
+    Failed attempts are rate limited per client address and user name, and every attempt
+    per client address."""
     settings = app_settings(request)
     limiter = request.app.state.ratelimiter
     ip = client_ip(request)
-    keys = [
-        (settings.login_rate_limit, ("login", ip, form.username.lower())),
+    named = ("login", ip, form.username.lower())
+    for rule, key in (
+        (settings.login_rate_limit, named),
         (settings.login_rate_limit_ip, ("login", ip)),
-    ]
-    for rule, key in keys:
-        verdict = await limiter.check(rule, *key)
+    ):
+        # Counted before the password is checked, in one atomic step: parallel guesses
+        # cannot all pass a check that none of them has been counted against yet.
+        verdict = await limiter.hit(rule, *key)
         if not verdict.allowed:
             raise TooManyRequests(
-                "Too many failed logins; wait before trying again.",
+                "Too many login attempts; wait before trying again.",
                 retry_after=verdict.reset_after,
             )
-    user = await service.login(session, form.username, form.password)
+    user = await service.login(session, passwords, form.username, form.password)
     if user is None:
-        for rule, key in keys:
-            await limiter.count(rule, *key)
         raise Unauthorized("Wrong username or password.")
+    # Only failures count per user name, and only the password's holder can succeed.
+    # The address's count stays: forgiving it would let one known account reset a spray.
+    await limiter.clear(settings.login_rate_limit, *named)
     requested = form.scopes or None
     lifetime = timedelta(minutes=settings.access_token_minutes)
     token, raw = await service.issue(

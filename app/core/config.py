@@ -83,10 +83,31 @@ class Settings(BaseSettings):
         "5/minute", description="Failed logins allowed per client address and user name."
     )
     login_rate_limit_ip: str = Field(
-        "30/minute", description="Failed logins allowed per client address, any user name."
+        "30/minute",
+        description="Login attempts allowed per client address, any user name; successful "
+        "ones count too (an attempt is counted before its password is checked).",
+    )
+    metrics_public: bool = Field(
+        False,
+        description="Serve /metrics without a token: only where nobody but the scraper can "
+        "reach it. Otherwise a token with the metrics:read scope is needed.",
+    )
+    password_hash_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="argon2 checks and hashes run at once per worker process, in threads "
+        "beside the event loop; more logins than this wait their turn.",
     )
     redis_url: str | None = Field(
         None, description="redis://host:6379/0; shares rate limits across worker processes."
+    )
+    redis_timeout_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description="How long a rate-limit call waits for Redis before this process counts "
+        "on its own for a few seconds.",
     )
     redis_prefix: str = Field(
         "newsroom", max_length=50, description="Key prefix, so sites can share one Redis."

@@ -12,8 +12,9 @@ import re
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.routing import iter_route_contexts
+from fastapi.security import SecurityScopes
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -25,6 +26,10 @@ from prometheus_client import (
     multiprocess,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.config import app_settings
+from app.core.security import OptionalPrincipal, current_principal
+from app.core.security import Scope as TokenScope
 
 UNMATCHED = "unmatched"
 COMMENT_POST = "/api/v1/articles/{article_id}/comments"
@@ -161,7 +166,14 @@ def process_exit() -> None:
 router = APIRouter()
 
 
-@router.get("/metrics", include_in_schema=False)
+async def scraper(request: Request, principal: OptionalPrincipal) -> None:
+    """A token with metrics:read, unless METRICS_PUBLIC: the counts tell a spammer whether
+    their comment went to spam, and the traffic tells anyone what is read."""
+    if not app_settings(request).metrics_public:
+        await current_principal(SecurityScopes([TokenScope.metrics_read]), principal)
+
+
+@router.get("/metrics", include_in_schema=False, dependencies=[Depends(scraper)])
 def metrics(request: Request) -> Response:
     _observe_pool(request.app)
     return Response(

@@ -43,8 +43,8 @@ class RateLimiter:
                 implementation="redispy",
                 key_prefix=settings.redis_prefix,
                 wrap_exceptions=True,
-                socket_timeout=0.5,
-                socket_connect_timeout=0.5,
+                socket_timeout=settings.redis_timeout_seconds,
+                socket_connect_timeout=settings.redis_timeout_seconds,
             )
             assert isinstance(found, Storage), "an async+ URL gives an async storage"
             self._shared = MovingWindowRateLimiter(found)
@@ -72,6 +72,10 @@ class RateLimiter:
         to Redis instead of two."""
         await self._apply("count", rule, key)
 
+    async def clear(self, rule: str | RateLimitItem, *key: str) -> None:
+        """Forget every hit counted against `key`."""
+        await self._apply("clear", rule, key)
+
     async def _apply(
         self, how: str, rule: str | RateLimitItem, key: tuple[str, ...]
     ) -> Verdict | None:
@@ -93,6 +97,9 @@ class RateLimiter:
     async def _verdict(
         strategy: MovingWindowRateLimiter, how: str, item: RateLimitItem, key: tuple[str, ...]
     ) -> Verdict | None:
+        if how == "clear":
+            await strategy.clear(item, *key)
+            return None
         if how == "test":
             # What `strategy.test` and `strategy.get_window_stats` each read: read it once.
             storage = cast(MovingWindowSupport, strategy.storage)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends
+import anyio
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -35,6 +36,7 @@ class Scope(enum.StrEnum):
     users_manage = "users:manage"
     privacy_manage = "privacy:manage"
     webhooks_manage = "webhooks:manage"
+    metrics_read = "metrics:read"
 
 
 SCOPES: dict[str, str] = {
@@ -46,6 +48,7 @@ SCOPES: dict[str, str] = {
     Scope.users_manage: "Create users, change roles, deactivate accounts.",
     Scope.privacy_manage: "Export and erase a commenter's data (GDPR requests).",
     Scope.webhooks_manage: "Register webhooks and read or retry their deliveries.",
+    Scope.metrics_read: "Scrape /metrics (Prometheus): traffic, pool use, comment outcomes.",
 }
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
@@ -75,6 +78,34 @@ def verify_password(password: str, hashed: str | None) -> bool:
         password_hash.verify(password, _DUMMY_HASH)
         return False
     return password_hash.verify(password, hashed)
+
+
+class Passwords:
+    """argon2 in worker threads, at most `concurrency` at once: each check takes tens of
+    milliseconds of CPU, which on the event loop would stall every other request, and
+    unbounded in threads would let a burst of logins take every core.
+
+    anyio rather than asyncio.to_thread: a request cancelled mid-check keeps its slot until
+    its thread finishes, so disconnecting clients cannot raise the bound."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._slots = anyio.CapacityLimiter(concurrency)
+
+    async def hash(self, password: str) -> str:
+        return await anyio.to_thread.run_sync(hash_password, password, limiter=self._slots)
+
+    async def verify(self, password: str, hashed: str | None) -> bool:
+        return await anyio.to_thread.run_sync(
+            verify_password, password, hashed, limiter=self._slots
+        )
+
+
+def passwords(request: Request) -> Passwords:
+    found: Passwords = request.app.state.passwords
+    return found
+
+
+PasswordsDep = Annotated[Passwords, Depends(passwords)]
 
 
 def hash_token(token: str) -> str:

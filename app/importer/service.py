@@ -58,7 +58,7 @@ from app.comments.models import Comment, CommentState
 from app.core.db import dialect_of, utcnow
 from app.core.errors import DomainError, NotFound
 from app.core.html import plain_text, render_comment, sanitize_article_html
-from app.core.security import acting_as
+from app.core.security import Passwords, acting_as
 from app.core.text import slugify, unique_slug
 from app.importer import wxr
 from app.tags import service as tags
@@ -276,6 +276,7 @@ class _Importer:
         self.post_ids = post_ids  # every post's id in the file
         self.spare_number: int | None = None  # the next for a post whose number is taken
         self.report = Report()
+        self.passwords = Passwords(1)  # one hash at a time: no request shares this process
         self.user_ids: dict[str, int] = {}  # WordPress login -> user id
         self.category_ids: dict[str, int] = {}  # our slug -> category id
         # Held so that the session's identity map (weak references) keeps them loaded, and
@@ -362,6 +363,7 @@ class _Importer:
                     email=email,
                     display_name=display_name,
                 ),
+                passwords=self.passwords,
             )
             tally.imported += 1
         else:
@@ -373,7 +375,13 @@ class _Importer:
                 if email is not None:
                     changes["email"] = email
             if changes:
-                await users.update(self.session, user, UserUpdate(**changes), actor=user)
+                await users.update(
+                    self.session,
+                    user,
+                    UserUpdate(**changes),
+                    actor=user,
+                    passwords=self.passwords,
+                )
             tally.updated += 1
         self.user_ids[author.login] = user.id
         return user.id

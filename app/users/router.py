@@ -9,7 +9,7 @@ from app.core.db import SessionDep
 from app.core.openapi import responses
 from app.core.pagination import Page, PageParams, page_params, set_page_headers
 from app.core.schemas import IdPath
-from app.core.security import CurrentPrincipal, Principal, current_principal
+from app.core.security import CurrentPrincipal, PasswordsDep, Principal, current_principal
 from app.users import service
 from app.users.schemas import UserAdmin, UserCreate, UserMe, UserUpdate
 
@@ -53,9 +53,13 @@ async def list_users(
     summary="Create a user",
 )
 async def create_user(
-    session: SessionDep, _: AdminPrincipal, data: UserCreate, response: Response
+    session: SessionDep,
+    _: AdminPrincipal,
+    passwords: PasswordsDep,
+    data: UserCreate,
+    response: Response,
 ) -> UserAdmin:
-    user = await service.create(session, data)
+    user = await service.create(session, data, passwords=passwords)
     await session.commit()
     response.headers["Location"] = f"/api/v1/users/{user.id}"
     return UserAdmin.model_validate(user)
@@ -78,13 +82,21 @@ async def read_user(session: SessionDep, _: AdminPrincipal, user_id: IdPath) -> 
     summary="Change a user",
 )
 async def update_user(
-    session: SessionDep, principal: AdminPrincipal, user_id: IdPath, data: UserUpdate
+    session: SessionDep,
+    principal: AdminPrincipal,
+    passwords: PasswordsDep,
+    user_id: IdPath,
+    data: UserUpdate,
 ) -> UserAdmin:
-    """Change role, profile or password, or deactivate (`is_active: false`): a deactivated
-    user's tokens are revoked and stop working on their next request."""
+    """Change role, profile or password, or deactivate (`is_active: false`).
+
+    A new password, a lower role or deactivation revokes the user's tokens: they stop
+    working on their next request. An admin who changes their own password keeps the token
+    of this request and loses the others."""
     user = await service.get(session, user_id)
-    await service.update(session, user, data, actor=principal.user)
-    if data.is_active is False:
-        await auth.revoke_all_of(session, user.id)
+    if await service.update(session, user, data, actor=principal.user, passwords=passwords):
+        # Admins cannot demote or deactivate themselves: their own change is a password.
+        keep = principal.token.id if user.id == principal.user.id else None
+        await auth.revoke_all_of(session, user.id, keep=keep)
     await session.commit()
     return UserAdmin.model_validate(user)

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.cache import keys
 from app.cache.publish import invalidate
 from app.core.errors import Conflict, InvalidInput, NotFound
-from app.core.security import hash_password
+from app.core.security import ROLE_SCOPES, Passwords
 from app.core.text import free_slug
 from app.users.models import Role, User
 from app.users.schemas import UserCreate, UserUpdate
@@ -44,14 +44,14 @@ async def _ensure_free(session: AsyncSession, column: str, value: str | None) ->
         raise Conflict(f"A user with this {column} already exists.", field=column)
 
 
-async def create(session: AsyncSession, data: UserCreate) -> User:
+async def create(session: AsyncSession, data: UserCreate, *, passwords: Passwords) -> User:
     await _ensure_free(session, "username", data.username)
     await _ensure_free(session, "email", data.email)
     display_name = data.display_name or UNNAMED
     user = User(
         username=data.username,
         email=data.email,
-        password_hash=hash_password(data.password),
+        password_hash=await passwords.hash(data.password),
         role=data.role,
         display_name=display_name,
         slug=await free_slug(
@@ -65,7 +65,12 @@ async def create(session: AsyncSession, data: UserCreate) -> User:
     return user
 
 
-async def update(session: AsyncSession, user: User, data: UserUpdate, *, actor: User) -> User:
+async def update(
+    session: AsyncSession, user: User, data: UserUpdate, *, actor: User, passwords: Passwords
+) -> bool:
+    """Apply `data` to `user`. True when the user's tokens must stop working: a new
+    password (whoever set it may not be whoever holds them), a role with fewer rights (a
+    session opened as admin should not outlive the admin), or deactivation."""
     changes = data.model_dump(exclude_unset=True)
     if user.id == actor.id and (
         changes.get("is_active") is False or changes.get("role", Role.admin) != Role.admin
@@ -74,14 +79,20 @@ async def update(session: AsyncSession, user: User, data: UserUpdate, *, actor: 
         raise InvalidInput("Admins cannot demote or deactivate themselves.", field="role")
     if "email" in changes and changes["email"] != user.email:
         await _ensure_free(session, "email", changes["email"])
+    revoke = False
     if "password" in changes:
         password = changes.pop("password")
         if password is None:
             raise InvalidInput("The password cannot be removed.", field="password")
-        user.password_hash = hash_password(password)
+        user.password_hash = await passwords.hash(password)
+        revoke = True
     for key in ("role", "is_active", "display_name"):
         if key in changes and changes[key] is None:
             raise InvalidInput(f"{key} cannot be null.", field=key)
+    if "role" in changes and not ROLE_SCOPES[changes["role"]] >= ROLE_SCOPES[user.role]:
+        revoke = True
+    if changes.get("is_active") is False:
+        revoke = True
     if user.display_name == UNNAMED and changes.get("display_name", UNNAMED) != UNNAMED:
         # A first real name brings its own slug; a chosen name's slug stays (author URLs).
         user.slug = await free_slug(
@@ -98,4 +109,4 @@ async def update(session: AsyncSession, user: User, data: UserUpdate, *, actor: 
     if PROFILE & changes.keys():
         invalidate(session, keys.author(user.id), keys.AUTHORS, keys.LISTINGS)
     await session.flush()
-    return user
+    return revoke
