@@ -15,6 +15,7 @@ from app.categories.models import Category
 from app.core.db import utcnow
 from app.users.models import Role, User
 from tests.factories import bearer, make_article, make_token, make_user
+from tests.support import assert_problem
 
 API = "/api/v1/articles"
 
@@ -184,6 +185,46 @@ class TestScheduledVisibility:
             headers=bearer(editor_token),
         )
         assert made.json()["status"] == "scheduled"
+
+    async def test_scheduling_for_a_past_time_is_a_422_unless_publishing(
+        self, client: httpx.AsyncClient, session: AsyncSession, editor_token: str
+    ) -> None:
+        past = (utcnow() - timedelta(hours=3)).isoformat()
+        headers = bearer(editor_token)
+        refused = await client.post(
+            API,
+            json={"title": "Yesterday", "status": "scheduled", "published_at": past},
+            headers=headers,
+        )
+        assert assert_problem(refused, 422)["errors"][0]["field"] == "published_at"
+        assert (await client.get(API, params={"status": "any"}, headers=headers)).json()[
+            "total"
+        ] == 0
+        backdated = await client.post(
+            API,
+            json={"title": "Yesterday", "status": "published", "published_at": past},
+            headers=headers,
+        )
+        assert backdated.json()["status"] == "published"
+        later = (utcnow() + timedelta(hours=3)).isoformat()
+        waiting = await client.post(
+            API,
+            json={"title": "Later", "status": "scheduled", "published_at": later},
+            headers=headers,
+        )
+        path = f"{API}/{waiting.json()['id']}"
+        moved = await client.patch(path, json={"published_at": past}, headers=headers)
+        assert_problem(moved, 422)
+        # Its time passing on its own publishes it; an edit then changes nothing of that.
+        await session.execute(
+            update(Article)
+            .where(Article.id == waiting.json()["id"])
+            .values(published_at=utcnow() - timedelta(seconds=1))
+        )
+        await session.commit()
+        edited = await client.patch(path, json={"title": "Now"}, headers=headers)
+        assert edited.status_code == 200
+        assert edited.json()["status"] == "published"
 
     async def test_drafts_and_archived_are_not_public(
         self, client: httpx.AsyncClient, session: AsyncSession, editor: User

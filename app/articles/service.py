@@ -249,7 +249,8 @@ async def _set_categories(
     article.categories = await categories.get_many(session, wanted) if wanted else []
 
 
-def _normalise_schedule(article: Article, now: datetime) -> None:
+def _normalise_schedule(article: Article, now: datetime, asked: bool) -> None:
+    """`asked`: the request set the status or the time itself."""
     if article.status == ArticleStatus.published:
         if article.published_at is None:
             article.published_at = now
@@ -261,7 +262,14 @@ def _normalise_schedule(article: Article, now: datetime) -> None:
                 "A scheduled article needs published_at, with a zone.", field="published_at"
             )
         if article.published_at <= now:
-            article.status = ArticleStatus.published
+            if asked:
+                # Publishing back-dated by mistake (a wrong day or zone) must not go unseen.
+                raise InvalidInput(
+                    "A scheduled time must be in the future; to publish with a past date, "
+                    "send status published.",
+                    field="published_at",
+                )
+            article.status = ArticleStatus.published  # its time came while it waited
 
 
 async def _resolve_author(
@@ -333,7 +341,7 @@ async def _apply(
             article.excerpt = plain_text(given)
     if not article.excerpt_given:
         article.excerpt = excerpt_of(text_)
-    _normalise_schedule(article, now)
+    _normalise_schedule(article, now, asked="status" in changes or "published_at" in changes)
     await _set_slug(session, article, changes.get("slug"))
     await _set_number(session, article, changes.get("number"))
     if "category_id" in changes or "category_ids" in changes:
