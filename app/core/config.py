@@ -147,7 +147,29 @@ class Settings(BaseSettings):
         "(development and tests only).",
     )
     webhook_timeout_seconds: float = Field(
-        5.0, gt=0, le=60, description="Seconds a webhook receiver has to answer."
+        5.0,
+        gt=0,
+        le=60,
+        description="Seconds a webhook receiver (or CDN purge API) may stay silent: to accept "
+        "the connection, or between two pieces of its answer.",
+    )
+    # At most 2 minutes: well within the 5-minute claim lease, so no other worker retries a
+    # delivery that is still being sent.
+    webhook_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="Seconds a whole webhook attempt (or CDN purge) may take, from connecting "
+        "to the last byte of the answer; a receiver that answers slowly, a byte at a time, "
+        "fails the attempt, which is tried again later like any failure.",
+    )
+    webhook_concurrency: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="Webhook receivers one worker sends to at once (one request at a time to "
+        "each receiver host); emails have as many slots of their own, so slow receivers "
+        "never hold them up.",
     )
     webhook_max_attempts: int = Field(
         8, ge=1, le=30, description="Attempts per delivery (webhook or email) before giving up."
