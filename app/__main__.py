@@ -75,8 +75,12 @@ def serve(
     """Serve the API with uvicorn (the container's start command)."""
     import uvicorn
 
+    from app.core import server
+    from app.core.config import get_settings
+
     if migrate_first:
         migrate()
+    settings = get_settings()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -87,6 +91,10 @@ def serve(
         log_config=None,
         proxy_headers=False,
         timeout_graceful_shutdown=20,
+        http=server.PROTOCOL_PATH,
+        timeout_keep_alive=settings.http_keepalive_seconds,
+        limit_concurrency=settings.http_max_connections,
+        backlog=settings.http_backlog,
     )
 
 

@@ -134,6 +134,34 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="A request body must arrive within this (408)."
     )
+    # The HTTP server (`python -m app serve`): what one worker process gives its clients.
+    http_keepalive_seconds: int = Field(
+        5, ge=1, le=300, description="An idle kept-alive connection is closed after this."
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A request's line and headers must arrive within this, counted from the "
+        "connection opening or the request's first byte (408, and the connection is closed).",
+    )
+    http_max_header_bytes: int = Field(
+        65_536,
+        ge=4096,
+        le=1_048_576,
+        description="Largest request line and headers accepted (431, and the connection is "
+        "closed).",
+    )
+    http_max_connections: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Connections (and requests in flight) one worker process takes on; a "
+        "request beyond it is answered 503 at once.",
+    )
+    http_backlog: int = Field(
+        2048, ge=1, le=65_535, description="Connections the kernel queues before accept()."
+    )
     public_max_age: int = Field(
         60, ge=0, le=86400, description="Cache-Control max-age (s) of anonymous reads."
     )
