@@ -249,11 +249,17 @@ def import_wxr(
     path = Path(file)
     if not path.is_file():
         raise _fail(f"no file {file}")
-    zone, size = get_settings().zone, path.stat().st_size
+    settings, size = get_settings(), path.stat().st_size
 
     async def work(session: AsyncSession) -> Report:
         with console.progress(size) as advance:
-            report = await import_file(session, path, zone=zone, progress=advance)
+            report = await import_file(
+                session,
+                path,
+                zone=settings.zone,
+                progress=advance,
+                max_element_bytes=settings.wxr_max_element_bytes,
+            )
         if dry_run:
             await session.rollback()
         return report

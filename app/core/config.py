@@ -162,6 +162,13 @@ class Settings(BaseSettings):
     http_backlog: int = Field(
         2048, ge=1, le=65_535, description="Connections the kernel queues before accept()."
     )
+    wxr_max_element_bytes: int = Field(
+        16 << 20,
+        ge=1024,
+        le=1 << 30,
+        description="import-wxr: the most text one element of the export (an article's body, "
+        "a custom field) may hold; a larger one stops the import, which then keeps nothing.",
+    )
     public_max_age: int = Field(
         60, ge=0, le=86400, description="Cache-Control max-age (s) of anonymous reads."
     )
