@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
@@ -85,6 +85,13 @@ class Receiver:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -678,10 +685,8 @@ class TestSlowReceivers:
 
     @pytest.fixture
     async def trickler(self) -> AsyncIterator[Trickler]:
-        made = Trickler()
-        await made.start()
-        yield made
-        await made.stop()
+        async with Trickler() as made:
+            yield made
 
     @pytest.fixture
     async def running(self, app: FastAPI) -> AsyncIterator[None]:
