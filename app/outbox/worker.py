@@ -1,5 +1,9 @@
 """The delivery worker: started in the app's lifespan (WEBHOOK_WORKER), it polls the outbox,
-claims what is due, sends it and records the outcome. Any number of processes may run it."""
+claims what is due, sends it and records the outcome. Any number of processes may run it.
+
+It never waits for a send before claiming more: each claimed delivery goes to a lane (see
+`Dispatcher`), and what is claimed next leaves out the webhooks still being sent to, so a
+receiver that takes its whole WEBHOOK_DEADLINE_SECONDS holds up nothing but itself."""
 
 from __future__ import annotations
 
