@@ -75,8 +75,12 @@ def serve(
     """Serve the API with uvicorn (the container's start command)."""
     import uvicorn
 
+    from app.core import server
+    from app.core.config import get_settings
+
     if migrate_first:
         migrate()
+    settings = get_settings()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -87,6 +91,10 @@ def serve(
         log_config=None,
         proxy_headers=False,
         timeout_graceful_shutdown=20,
+        http=server.PROTOCOL_PATH,
+        timeout_keep_alive=settings.http_keepalive_seconds,
+        limit_concurrency=settings.http_max_connections,
+        backlog=settings.http_backlog,
     )
 
 
@@ -243,11 +251,17 @@ def import_wxr(
     path = Path(file)
     if not path.is_file():
         raise _fail(f"no file {file}")
-    zone, size = get_settings().zone, path.stat().st_size
+    settings, size = get_settings(), path.stat().st_size
 
     async def work(session: AsyncSession) -> Report:
         with console.progress(size) as advance:
-            report = await import_file(session, path, zone=zone, progress=advance)
+            report = await import_file(
+                session,
+                path,
+                zone=settings.zone,
+                progress=advance,
+                max_element_bytes=settings.wxr_max_element_bytes,
+            )
         if dry_run:
             await session.rollback()
         return report

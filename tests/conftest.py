@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiosmtpd.controller import Controller
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from pwdlib import PasswordHash
@@ -27,7 +28,7 @@ from app.core import security
 from app.core.config import Settings
 from app.main import create_app
 from app.models import Base
-from tests.support import alembic_upgrade
+from tests.support import Inbox, alembic_upgrade, free_port
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 PG_URL = os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG)
@@ -186,3 +187,15 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
     async with app.state.sessionmaker() as s:
         yield s
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    """A real SMTP server (aiosmtpd) on a free local port."""
+    box = Inbox(port=free_port())
+    controller = Controller(box, hostname="127.0.0.1", port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()

@@ -9,13 +9,18 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import httpx
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI, routing
@@ -172,3 +177,39 @@ class TcpProxy:
 
     async def stop(self) -> None:
         await self.cut()
+
+
+@dataclass
+class Inbox:
+    """What the SMTP server received."""
+
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.content
+        assert isinstance(content, bytes)
+        parsed = message_from_bytes(content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        with self.lock:
+            self.messages.append(parsed)
+        return "250 Message accepted"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+
+async def until(check: object, what: str, within: float = 20) -> None:
+    """Wait until `check` (a value, or a function, sync or async) holds; fail after
+    `within` seconds, saying `what` never happened."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check() if callable(check) else check
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.05)

@@ -4,6 +4,7 @@ in the shape Fastly's and Cloudflare's APIs take, and retried until they are tak
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ from app.outbox import worker
 from app.outbox.models import Delivery, DeliveryKind, DeliveryStatus
 from app.users.models import Role
 from tests.factories import bearer, make_article, make_token, make_user
-from tests.test_webhooks import Receiver
+from tests.test_webhooks import Receiver, Trickler
 
 WXR = Path(__file__).parent / "fixtures" / "wxr" / "site-1.2.xml"
 COMMENT = {"author_name": "Reader", "author_email": "r@example.com", "content": "hello"}
@@ -128,6 +129,38 @@ class TestFastly:
         assert [r.headers["surrogate-key"] for r in cdn.requests[-2:]] == [
             keys.comments(article.id)
         ] * 2
+
+
+class TestSlowTarget:
+    @pytest.fixture
+    async def trickler(self) -> AsyncIterator[Trickler]:
+        async with Trickler() as made:
+            yield made
+
+    @pytest.fixture
+    def settings_overrides(self, trickler: Trickler) -> dict[str, Any]:
+        return {
+            "cdn_purge": "fastly",
+            "fastly_service_id": "SVC1",
+            "fastly_api_token": "fastly-secret",
+            "fastly_api_url": _base(trickler),
+            "webhook_timeout_seconds": 0.5,
+            "webhook_deadline_seconds": 1.0,
+        }
+
+    async def test_a_target_that_trickles_is_given_the_deadline_then_retried(
+        self, app: FastAPI, session: AsyncSession, trickler: Trickler
+    ) -> None:
+        await make_article(session, await make_user(session))
+        started = time.monotonic()
+        await deliver(app)
+        took = time.monotonic() - started
+        assert len(trickler.requests) == 1
+        assert 0.9 <= took < 4, f"the purge held the worker {took:.2f} s"
+        [waiting] = await purges(session)
+        assert waiting.status == DeliveryStatus.failed
+        assert waiting.last_error == "The purge took longer than 1 s."
+        assert waiting.next_attempt_at is not None
 
 
 class TestCloudflare:

@@ -48,18 +48,22 @@ FIRST_RUN = {
 }
 
 
-def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
+def cli_env(database_url: str, **settings: str) -> dict[str, str]:
+    return {
         **os.environ,
         "DATABASE_URL": database_url,
         "SITE_TIMEZONE": "Asia/Kabul",
         "LOG_LEVEL": "WARNING",
         "PYTHONIOENCODING": "utf-8",
+        **settings,
     }
+
+
+def cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "import-wxr", *args],
         cwd=ROOT,
-        env=env,
+        env=cli_env(database_url),
         capture_output=True,
         text=True,
         timeout=120,
@@ -521,9 +525,9 @@ PARAGRAPH = "<p>" + "Lorem ipsum dolor sit amet, consectetur adipiscing elit. " 
 BUILDER_DATA = '[{"id":"3f2a","elType":"section","settings":{"layout":"boxed"}},' * 500 + "{}]"
 
 
-def write_export(path: Path, posts: int, *, meta: bool) -> None:
-    """An export of `posts` posts of 7 KB each (and 30 KB of builder data with `meta`),
-    written as it goes."""
+def write_export(path: Path, posts: int, *, meta: bool, huge_mib: int = 0) -> None:
+    """An export of `posts` posts of 7 KB each (and 30 KB of builder data with `meta`), then
+    with `huge_mib` one post "Huge one" of that many MiB, written as it goes."""
     postmeta = (
         f"<wp:postmeta><wp:meta_key>_builder_data</wp:meta_key>"
         f"<wp:meta_value><![CDATA[{BUILDER_DATA}]]></wp:meta_value></wp:postmeta>"
@@ -553,6 +557,14 @@ def write_export(path: Path, posts: int, *, meta: bool) -> None:
                 "<wp:post_type>post</wp:post_type>"
                 '<category domain="category" nicename="news">News</category>'
                 f"{postmeta}</item>\n"
+            )
+        if huge_mib:
+            out.write("<item><title>Huge one</title>\n<content:encoded><![CDATA[")
+            for _ in range(huge_mib):
+                out.write("<p>" + "a" * ((1 << 20) - 7) + "</p>")
+            out.write(
+                "]]></content:encoded><wp:post_id>999999</wp:post_id>"
+                "<wp:status>publish</wp:status><wp:post_type>post</wp:post_type></item>\n"
             )
         out.write("</channel>\n</rss>\n")
 
@@ -592,3 +604,59 @@ class TestLargeExport:
         assert report.tallies["articles"].imported == POSTS
         # The whole file never sits in memory: what is held is one post and the caches.
         assert peak < size / 3, f"peak {peak} bytes importing {size} bytes"
+
+
+def import_measured(database_url: str, export: Path, **settings: str) -> tuple[int, str, int]:
+    """Run `import-wxr` in a process of its own: its exit code, its stderr, and its peak
+    resident memory in bytes (the kernel's count, read as the child is reaped)."""
+    with (export.parent / f"{export.name}.err").open("w+") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "app", "import-wxr", str(export)],
+            cwd=ROOT,
+            env=cli_env(database_url, **settings),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        return child.returncode, err.read(), usage.ru_maxrss * 1024  # KiB on Linux
+
+
+class TestOversizedElement:
+    async def test_a_huge_element_stops_the_import_early_and_keeps_nothing(
+        self, database_url: str, session: AsyncSession, tmp_path: Path
+    ) -> None:
+        small = tmp_path / "small.xml"
+        write_export(small, 20, meta=False)
+        huge = tmp_path / "huge.xml"
+        write_export(huge, 20, meta=False, huge_mib=64)
+        cap = {"WXR_MAX_ELEMENT_BYTES": str(1 << 20)}
+
+        code, err, peak = import_measured(database_url, huge, **cap)
+        assert code == 1, err
+        assert "<content:encoded> of the item 'Huge one'" in err
+        assert "more than 1048576 bytes" in err
+        assert "WXR_MAX_ELEMENT_BYTES" in err
+        assert "nothing was imported" in err
+        # The 20 posts before it are not written either: the file is checked whole first.
+        assert set((await row_counts(session)).values()) == {0}
+
+        small_code, small_err, small_peak = import_measured(database_url, small, **cap)
+        assert small_code == 0, small_err
+        growth = peak - small_peak
+        assert growth < 32 << 20, f"peak {peak >> 20} MiB, {small_peak >> 20} MiB for a small file"
+
+    def test_a_tag_or_comment_that_runs_on_is_refused(self, tmp_path: Path) -> None:
+        for opening, closing in (("<!-- ", " -->"), ('<item title="', '"/>')):
+            path = tmp_path / "export.xml"
+            with path.open("w") as out:
+                out.write(
+                    '<rss xmlns:wp="http://wordpress.org/export/1.2/"><channel>\n'
+                    "<wp:wxr_version>1.2</wp:wxr_version>\n" + opening
+                )
+                for _ in range(3):
+                    out.write("a" * (1 << 20))
+                out.write(closing + "</channel></rss>")
+            with pytest.raises(WxrError, match="runs on for more than 1048576 bytes"):
+                list(WxrReader(path, max_element_bytes=1 << 20))

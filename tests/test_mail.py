@@ -4,19 +4,12 @@ one-click unsubscribe link works."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +21,7 @@ from app.outbox import worker
 from app.outbox.models import Delivery, DeliveryKind, DeliveryStatus
 from app.users.models import Role, User
 from tests.factories import bearer, make_article, make_token, make_user
-from tests.support import assert_problem, free_port
+from tests.support import Inbox, assert_problem, free_port
 
 SITE = "https://news.example"
 QUIET = {
@@ -37,39 +30,6 @@ QUIET = {
     "comment_rate_limit": "",
     "site_url": SITE,
 }
-
-
-@dataclass
-class Inbox:
-    """What the SMTP server received."""
-
-    port: int
-    messages: list[EmailMessage] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.content
-        assert isinstance(content, bytes)
-        parsed = message_from_bytes(content, policy=policy.default)
-        assert isinstance(parsed, EmailMessage)
-        with self.lock:
-            self.messages.append(parsed)
-        return "250 Message accepted"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        with self.lock:
-            return [m for m in self.messages if m["To"] == address]
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    box = Inbox(port=free_port())
-    controller = Controller(box, hostname="127.0.0.1", port=box.port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
 
 
 async def send_all(app: FastAPI) -> int:

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.outbox.models import Delivery, DeliveryKind
 from app.users.models import Role
 from tests.factories import bearer, make_article, make_token, make_user
-from tests.support import ROOT, ServerProcess, TcpProxy, free_port, wait_until_healthy
+from tests.support import ROOT, ServerProcess, TcpProxy, free_port, until, wait_until_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres_only]
 
@@ -125,18 +125,6 @@ def _instance(database_url: str, port: int, varnish: str, clock: Path) -> Server
     return ServerProcess(Path(sys.executable), ["-m", "app", "serve", "--no-migrate"], env)
 
 
-async def _until(check: object, what: str, within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        result = check() if callable(check) else check
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        await asyncio.sleep(0.1)
-
-
 async def test_varnish_in_front_of_two_instances(
     app: FastAPI,
     session: AsyncSession,
@@ -172,7 +160,7 @@ async def test_varnish_in_front_of_two_instances(
             async def varnish_sees_them() -> bool:
                 return (await client.get("/readyz")).status_code == 200
 
-            await _until(varnish_sees_them, "Varnish's probes find the instances")
+            await until(varnish_sees_them, "Varnish's probes find the instances")
             pages = {
                 "changed": f"/api/v1/articles/{changed.id}",
                 "untouched": f"/api/v1/articles/{untouched.id}",
@@ -189,7 +177,7 @@ async def test_varnish_in_front_of_two_instances(
                 pages["changed"], json={"title": "After"}, headers=bearer(token)
             )
             assert edited.status_code == 200
-            await _until(purges_sent, "the purge is sent")
+            await until(purges_sent, "the purge is sent")
             fresh = await client.get(pages["changed"])
             assert fresh.headers["x-cache"] == "MISS"
             assert fresh.json()["title"] == "After"
@@ -211,7 +199,7 @@ async def test_varnish_in_front_of_two_instances(
                     ]
                     return codes == [503, 503]
 
-                await _until(both_unready, "both instances lose the database")
+                await until(both_unready, "both instances lose the database")
                 await asyncio.sleep(1.5)  # Varnish's probes count them sick
                 assert (
                     await direct.get(f"http://127.0.0.1:{ports[0]}{pages['untouched']}")

@@ -9,11 +9,11 @@ import hmac
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import orjson
@@ -28,6 +28,7 @@ from app.articles.schemas import ArticleCreate
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.security import acting_as
+from app.mail import service as mail
 from app.outbox import worker
 from app.outbox.models import Delivery, DeliveryStatus
 from app.users.models import Role, User
@@ -36,7 +37,7 @@ from app.webhooks import targets
 from app.webhooks.models import Webhook
 from app.webhooks.sender import signature
 from tests.factories import bearer, make_article, make_token, make_user
-from tests.support import assert_problem
+from tests.support import Inbox, assert_problem, until
 
 API = "/api/v1/webhooks"
 ALL_EVENTS = [
@@ -61,6 +62,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -72,6 +74,8 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     url: str = ""
     server: asyncio.Server | None = None
+    answering: int = 0  # requests read and not answered yet
+    most_at_once: int = 0
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -81,6 +85,13 @@ class Receiver:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -93,18 +104,45 @@ class Receiver:
                     headers[name.strip().lower()] = value.strip()
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             self.requests.append(Received(path, headers, body))
-            action = self.script.pop(0) if self.script else 200
-            if isinstance(action, float):
-                await asyncio.sleep(action)
-                action = 200
-            extra = "Location: http://127.0.0.1:9/elsewhere\r\n" if 300 <= action < 400 else ""
-            head_out = f"HTTP/1.1 {action} X\r\n{extra}Content-Length: 0\r\nConnection: close"
-            writer.write(f"{head_out}\r\n\r\n".encode())
-            await writer.drain()
+            self.answering += 1
+            self.most_at_once = max(self.most_at_once, self.answering)
+            try:
+                await self._answer(reader, writer)
+            finally:
+                self.answering -= 1
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        action = self.script.pop(0) if self.script else 200
+        if isinstance(action, float):
+            await asyncio.sleep(action)
+            action = 200
+        extra = "Location: http://127.0.0.1:9/elsewhere\r\n" if 300 <= action < 400 else ""
+        head_out = f"HTTP/1.1 {action} X\r\n{extra}Content-Length: 0\r\nConnection: close"
+        writer.write(f"{head_out}\r\n\r\n".encode())
+        await writer.drain()
+
+
+@dataclass
+class Trickler(Receiver):
+    """Takes the request, then answers one byte of a header every `every` seconds, for ever:
+    never silent for long enough to trip a read timeout, never done."""
+
+    every: float = 0.2
+    hung_up: list[float] = field(default_factory=list)  # when the sender gave up on us
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+        try:
+            while not reader.at_eof():
+                await asyncio.sleep(self.every)
+                writer.write(b"a")
+                await writer.drain()
+        finally:
+            self.hung_up.append(time.monotonic())
 
 
 @pytest.fixture
@@ -629,6 +667,159 @@ class TestBackgroundWorker:
             await asyncio.sleep(0.1)
         assert len(receiver.requests) == 1
         assert (await stored(app))[0].status == DeliveryStatus.succeeded
+
+
+class TestSlowReceivers:
+    """A receiver that answers a byte at a time holds its own slot for WEBHOOK_DEADLINE_SECONDS
+    at most: other receivers and email go on meanwhile."""
+
+    DEADLINE = 3.0
+
+    @pytest.fixture
+    def settings_overrides(self, inbox: Inbox) -> dict[str, Any]:
+        return {
+            **LOCAL,
+            "webhook_deadline_seconds": self.DEADLINE,
+            "smtp_url": f"smtp://127.0.0.1:{inbox.port}",
+        }
+
+    @pytest.fixture
+    async def trickler(self) -> AsyncIterator[Trickler]:
+        async with Trickler() as made:
+            yield made
+
+    @pytest.fixture
+    async def running(self, app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(
+            worker.run(app.state.sessionmaker, app.state.settings, poll_seconds=0.1)
+        )
+        yield
+        await worker.stop(task)
+
+    async def test_a_trickling_receiver_holds_up_neither_others_nor_email(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        admin_token: str,
+        editor: User,
+        receiver: Receiver,
+        trickler: Trickler,
+        inbox: Inbox,
+        running: None,
+    ) -> None:
+        slow_hook = await register(client, admin_token, trickler.url, ["article.published"])
+        await register(client, admin_token, receiver.url, ["article.published"])
+        await make_article(session, editor, title="First")
+        await until(
+            lambda: len(trickler.requests) == 1 and len(receiver.requests) == 1, "both are sent"
+        )
+        started = trickler.requests[0].at
+        fast = receiver.requests[0].at - started
+        assert fast < self.DEADLINE / 2, f"the fast receiver waited {fast:.2f} s"
+
+        # While the slow one still trickles: another event, and an email.
+        mail.enqueue(session, event="test", to="ed@example.com", subject="Hi", text="Hello.")
+        await make_article(session, editor, title="Second")
+        await until(
+            lambda: len(receiver.requests) == 2 and len(inbox.messages) == 1, "the others go on"
+        )
+        meanwhile = time.monotonic() - started
+        slow, queued = [d for d in await stored(app) if d.webhook_id == slow_hook["id"]]
+        assert slow.status == DeliveryStatus.sending, "the slow attempt is still running"
+        assert queued.status == DeliveryStatus.pending, "one request at a time to a receiver"
+        assert meanwhile < self.DEADLINE, f"took {meanwhile:.2f} s"
+
+        async def the_others_are_recorded() -> bool:
+            rest = [d for d in await stored(app) if d.webhook_id != slow_hook["id"]]
+            return len(rest) == 3 and {d.status for d in rest} == {DeliveryStatus.succeeded}
+
+        await until(the_others_are_recorded, "the others are recorded")
+
+        await until(lambda: trickler.hung_up, "the slow attempt is given up")
+        held = trickler.hung_up[0] - started
+        assert self.DEADLINE * 0.9 <= held <= self.DEADLINE + 3, f"held {held:.2f} s"
+        failed = await one(app, slow.id)
+        assert (failed.status, failed.attempts) == (DeliveryStatus.failed, 1)
+        assert failed.last_error == f"No complete answer within {self.DEADLINE:g} s."
+        assert failed.next_attempt_at is not None
+        assert failed.last_attempt_at is not None
+        assert 8 <= seconds(failed.next_attempt_at - failed.last_attempt_at) <= 12, "backoff"
+        # The receiver's slot is free again: its next delivery goes (and trickles too).
+        await until(lambda: len(trickler.requests) == 2, "the next delivery goes")
+        assert trickler.requests[1].headers["webhook-id"] == str(queued.id)
+
+
+class TestConcurrency:
+    @pytest.fixture
+    def settings_overrides(self) -> dict[str, Any]:
+        return {**LOCAL, "webhook_timeout_seconds": 5.0}
+
+    @pytest.fixture
+    async def slow(
+        self, client: httpx.AsyncClient, admin_token: str
+    ) -> AsyncIterator[Callable[[int], Awaitable[list[Receiver]]]]:
+        """Makes receivers that each answer after 1 s, with a webhook each for
+        article.published."""
+        made: list[Receiver] = []
+
+        async def make(n: int) -> list[Receiver]:
+            for _ in range(n):
+                made.append(Receiver(script=[1.0]))
+                await made[-1].start()
+                await register(client, admin_token, made[-1].url, ["article.published"])
+            return made
+
+        yield make
+        for each in made:
+            await each.stop()
+
+    async def test_slow_receivers_are_sent_to_side_by_side(
+        self,
+        app: FastAPI,
+        session: AsyncSession,
+        editor: User,
+        slow: Callable[[int], Awaitable[list[Receiver]]],
+    ) -> None:
+        n = 6
+        await slow(n)
+        await make_article(session, editor)
+        started = time.monotonic()
+        assert await run_worker(app) == n
+        took = time.monotonic() - started
+        assert took < n * 0.5, f"{n} receivers of 1 s each took {took:.2f} s"
+        assert {d.status for d in await stored(app)} == {DeliveryStatus.succeeded}
+
+    async def test_receivers_at_once_are_bounded(
+        self,
+        app: FastAPI,
+        session: AsyncSession,
+        editor: User,
+        slow: Callable[[int], Awaitable[list[Receiver]]],
+    ) -> None:
+        receivers = await slow(4)
+        await make_article(session, editor)
+        assert await run_worker(app, webhook_concurrency=2) == 4
+        arrivals = sorted(each.requests[0].at for each in receivers)
+        assert arrivals[2] - arrivals[0] >= 0.9, "the third waited for a free slot"
+
+    async def test_one_receiver_gets_one_request_at_a_time_in_order(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        admin_token: str,
+        editor: User,
+        receiver: Receiver,
+    ) -> None:
+        receiver.script = [0.3, 0.3, 0.3]
+        await register(client, admin_token, receiver.url, ["article.published"])
+        for _ in range(3):
+            await make_article(session, editor)
+        assert await run_worker(app) == 3
+        assert receiver.most_at_once == 1
+        sent = [r.headers["webhook-id"] for r in receiver.requests]
+        assert sent == [str(d.id) for d in await stored(app)]
 
 
 # --- events ------------------------------------------------------------------------------

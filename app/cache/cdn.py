@@ -14,6 +14,7 @@ of due purges is one request per target. A purge of `all` purges everything.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 import httpx
@@ -46,7 +47,9 @@ def client(settings: Settings) -> httpx.AsyncClient:
 async def _send(http: httpx.AsyncClient, request: httpx.Request) -> Outcome | None:
     """None when the target took it; the outcome to retry with otherwise."""
     try:
-        response = await http.send(request)
+        # Only the status counts (the body is never read).
+        response = await http.send(request, stream=True)
+        await response.aclose()
     except httpx.TimeoutException:
         return Outcome.retry(f"{request.url.host}: no answer in time.")
     except httpx.HTTPError as exc:
@@ -96,9 +99,16 @@ def requests(settings: Settings, names: list[str]) -> list[httpx.Request]:
 
 
 async def purge(http: httpx.AsyncClient, settings: Settings, names: list[str]) -> Outcome:
-    """Purge `names` from every configured target; a failure anywhere retries them all."""
-    for request in requests(settings, names):
-        failed = await _send(http, request)
-        if failed is not None:
-            return failed
+    """Purge `names` from every configured target, within WEBHOOK_DEADLINE_SECONDS in all (as
+    a webhook: a target that trickles its answers must not hold the worker); a failure
+    anywhere retries them all."""
+    deadline = settings.webhook_deadline_seconds
+    try:
+        async with asyncio.timeout(deadline):
+            for request in requests(settings, names):
+                failed = await _send(http, request)
+                if failed is not None:
+                    return failed
+    except TimeoutError:
+        return Outcome.retry(f"The purge took longer than {deadline:g} s.")
     return Outcome.ok()

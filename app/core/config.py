@@ -155,6 +155,41 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         10.0, gt=0, le=300, description="A request body must arrive within this (408)."
     )
+    # The HTTP server (`python -m app serve`): what one worker process gives its clients.
+    http_keepalive_seconds: int = Field(
+        5, ge=1, le=300, description="An idle kept-alive connection is closed after this."
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="A request's line and headers must arrive within this, counted from the "
+        "connection opening or the request's first byte (408, and the connection is closed).",
+    )
+    http_max_header_bytes: int = Field(
+        65_536,
+        ge=4096,
+        le=1_048_576,
+        description="Largest request line and headers accepted (431, and the connection is "
+        "closed).",
+    )
+    http_max_connections: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Connections (and requests in flight) one worker process takes on; a "
+        "request beyond it is answered 503 at once.",
+    )
+    http_backlog: int = Field(
+        2048, ge=1, le=65_535, description="Connections the kernel queues before accept()."
+    )
+    wxr_max_element_bytes: int = Field(
+        16 << 20,
+        ge=1024,
+        le=1 << 30,
+        description="import-wxr: the most text one element of the export (an article's body, "
+        "a custom field) may hold; a larger one stops the import, which then keeps nothing.",
+    )
     public_max_age: int = Field(
         60, ge=0, le=86400, description="Cache-Control max-age (s) of anonymous reads."
     )
@@ -168,7 +203,29 @@ class Settings(BaseSettings):
         "(development and tests only).",
     )
     webhook_timeout_seconds: float = Field(
-        5.0, gt=0, le=60, description="Seconds a webhook receiver has to answer."
+        5.0,
+        gt=0,
+        le=60,
+        description="Seconds a webhook receiver (or CDN purge API) may stay silent: to accept "
+        "the connection, or between two pieces of its answer.",
+    )
+    # At most 2 minutes: well within the 5-minute claim lease, so no other worker retries a
+    # delivery that is still being sent.
+    webhook_deadline_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=120,
+        description="Seconds a whole webhook attempt (or CDN purge) may take, from connecting "
+        "to the last byte of the answer; a receiver that answers slowly, a byte at a time, "
+        "fails the attempt, which is tried again later like any failure.",
+    )
+    webhook_concurrency: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="Webhook receivers one worker sends to at once (one request at a time to "
+        "each receiver host); emails have as many slots of their own, so slow receivers "
+        "never hold them up.",
     )
     webhook_max_attempts: int = Field(
         8, ge=1, le=30, description="Attempts per delivery (webhook or email) before giving up."

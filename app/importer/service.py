@@ -232,15 +232,17 @@ async def import_file(
     *,
     zone: ZoneInfo,
     progress: Progress | None = None,
+    max_element_bytes: int = wxr.MAX_ELEMENT_BYTES,
 ) -> Report:
     """Import the export at `path` in `session`'s transaction and report what happened.
     `zone` is the site's clock, for dates the export gives only in local time. `progress`
     is called with the pass ("checking", then "importing") and the bytes it has read.
+    `max_element_bytes`: WXR_MAX_ELEMENT_BYTES, the most text one element may hold.
 
     The file is read twice: first to check it whole and learn its post ids, then to write.
     Raises wxr.WxrError for a malformed file (before writing anything, unless the file
     changes in between); the caller must then roll back."""
-    checked = wxr.WxrReader(path)
+    checked = wxr.WxrReader(path, max_element_bytes=max_element_bytes)
     post_ids: set[int] = set()
     for record in checked:
         if isinstance(record, wxr.Item) and record.post_type == "post":
@@ -249,7 +251,7 @@ async def import_file(
             progress("checking", checked.bytes_read)
     importer = _Importer(session, zone, post_ids)
     await importer.open_transaction()
-    reader = wxr.WxrReader(path)
+    reader = wxr.WxrReader(path, max_element_bytes=max_element_bytes)
     for record in reader:
         await importer.write(record)
         if progress is not None:

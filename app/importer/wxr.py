@@ -6,6 +6,11 @@ entry being read (one author, term or item with its comments) is ever held, as a
 element tree that is dropped once it has become a record: memory stays flat however large the
 export. Expat is driven directly, rather than through `iterparse`, because it knows the line
 of every element as it starts, so every error names the line to look at.
+
+One element's text is held whole, so its size is capped (WXR_MAX_ELEMENT_BYTES): expat hands
+text over in pieces as it comes, and the reader stops at the first piece past the limit. A
+tag, comment or processing instruction is one piece that expat holds until its end, so the
+same number of bytes passing without any of them ending stops the reader too.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from xml.parsers import expat
 from zoneinfo import ZoneInfo
 
 CHUNK_BYTES = 1 << 16
+# No article body is this large; a larger element is a broken or hostile file.
+MAX_ELEMENT_BYTES = 16 << 20
 VERSIONS = ("1.0", "1.1", "1.2")
 
 # Prefixes differ between files, namespace URIs between WXR versions: match the URIs.
@@ -124,8 +131,9 @@ class WxrReader:
     and an entry missing an element every export has. Values are left as WordPress wrote
     them; the helpers below interpret them."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_element_bytes: int = MAX_ELEMENT_BYTES) -> None:
         self.path = path
+        self.max_element_bytes = max_element_bytes
         self.version: str | None = None
         self.bytes_read = 0
         self._parser = expat.ParserCreate(namespace_separator=" ")
@@ -142,14 +150,30 @@ class WxrReader:
         self._builder: TreeBuilder | None = None
         self._entry_line = 0
         self._comment_lines: dict[Element, int] = {}
+        self._entry_title: str | None = None
         self._ready: list[Record] = []
+        # The element whose text is being read, since its start or its last child's end.
+        self._element = ""
+        self._element_line = 0
+        self._text_bytes = 0
+        self._events = 0  # callbacks so far: unchanged over a chunk, expat holds a token
 
     def __iter__(self) -> Iterator[Record]:
         with self.path.open("rb") as stream:
+            quiet_bytes = 0
             while True:
                 chunk = stream.read(CHUNK_BYTES)
+                events = self._events
                 self._feed(chunk, final=not chunk)
                 self.bytes_read += len(chunk)
+                quiet_bytes = quiet_bytes + len(chunk) if events == self._events else 0
+                # Text may wait in expat's buffer (a chunk's worth) before it is handed over.
+                if quiet_bytes > self.max_element_bytes + 2 * CHUNK_BYTES:
+                    raise WxrError(
+                        f"a tag, comment or processing instruction runs on for more than "
+                        f"{self.max_element_bytes} bytes (WXR_MAX_ELEMENT_BYTES)",
+                        self._parser.CurrentLineNumber,
+                    )
                 ready, self._ready = self._ready, []
                 yield from ready
                 if not chunk:
@@ -184,8 +208,10 @@ class WxrReader:
 
     def _start(self, raw: str, attributes: dict[str, str]) -> None:
         self._depth += 1
+        self._events += 1
         name = self._name(raw)
         line = self._parser.CurrentLineNumber
+        self._element, self._element_line, self._text_bytes = name, line, 0
         if self._depth == 1 and name != "rss":
             raise WxrError(f"the document is <{name}>, not a WordPress export (<rss>)", line)
         if self._depth == 2:
@@ -194,6 +220,7 @@ class WxrReader:
             self._builder = TreeBuilder()
             self._entry_line = line
             self._comment_lines = {}
+            self._entry_title = None
         if self._builder is not None:
             attrs = {self._name(key): value for key, value in attributes.items()}
             element = self._builder.start(name, attrs)
@@ -201,12 +228,26 @@ class WxrReader:
                 self._comment_lines[element] = line
 
     def _data(self, text: str) -> None:
-        if self._builder is not None:
-            self._builder.data(text)
+        self._events += 1
+        if self._builder is None:
+            return  # outside the entries nothing is kept
+        self._text_bytes += len(text) if text.isascii() else len(text.encode())
+        if self._text_bytes > self.max_element_bytes:
+            of = f"the item {self._entry_title!r}" if self._entry_title else "the entry"
+            raise WxrError(
+                f"<{self._element}> of {of} (line {self._entry_line}) holds more than "
+                f"{self.max_element_bytes} bytes of text (WXR_MAX_ELEMENT_BYTES)",
+                self._element_line,
+            )
+        self._builder.data(text)
 
     def _end(self, raw: str) -> None:
+        self._events += 1
+        self._text_bytes = 0
         if self._builder is not None:
-            self._builder.end(self._name(raw))
+            element = self._builder.end(self._name(raw))
+            if self._depth == 4 and element.tag == "title":
+                self._entry_title = element.text
             if self._depth == 3:
                 entry = self._builder.close()
                 self._builder = None

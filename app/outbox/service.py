@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
@@ -23,7 +24,8 @@ from app.core.db import dialect_of
 from app.outbox.models import DUE, Delivery, DeliveryKind, DeliveryStatus
 from app.webhooks.models import Webhook
 
-# Longer than any send can take (timeouts included): only then may another worker retry.
+# Longer than any send can take (WEBHOOK_DEADLINE_SECONDS is capped well below it): only
+# then may another worker retry.
 CLAIM_LEASE = timedelta(minutes=5)
 BACKOFF_BASE_SECONDS = 10.0
 BACKOFF_CAP_SECONDS = 3600.0
@@ -52,23 +54,47 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-async def claim(session: AsyncSession, now: datetime, limit: int) -> list[Delivery]:
-    """Take up to `limit` due deliveries for this worker and commit the claim.
+async def claim(
+    session: AsyncSession,
+    now: datetime,
+    limit: int,
+    *,
+    kinds: Collection[DeliveryKind] = tuple(DeliveryKind),
+    skip_webhooks: Collection[int] = (),
+    one_per_webhook: bool = False,
+) -> list[Delivery]:
+    """Take up to `limit` due deliveries of `kinds` for this worker and commit the claim:
+    none for the webhooks in `skip_webhooks` (this worker is still sending to them), and
+    with `one_per_webhook` at most one for each webhook (the next is claimed once it is done,
+    so no claim waits its lease away behind a slow receiver).
 
     PostgreSQL: `FOR UPDATE SKIP LOCKED`, so concurrent workers take different rows without
     waiting. SQLite (one writer at a time, no row locks): each row is claimed by an UPDATE
     that only matches while the row is still as we read it."""
     due = (
-        select(Delivery.id, Delivery.attempts)
-        .where(Delivery.status.in_(DUE), Delivery.next_attempt_at <= now)
+        select(Delivery.id, Delivery.attempts, Delivery.webhook_id)
+        .where(
+            Delivery.status.in_(DUE),
+            Delivery.next_attempt_at <= now,
+            Delivery.kind.in_(list(kinds)),
+        )
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
     )
+    if skip_webhooks:
+        due = due.where(
+            or_(Delivery.webhook_id.is_(None), Delivery.webhook_id.not_in(list(skip_webhooks)))
+        )
     if dialect_of(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
     candidates = (await session.execute(due)).all()
     claimed: list[uuid.UUID] = []
-    for delivery_id, attempts in candidates:
+    taken: set[int] = set()
+    for delivery_id, attempts, webhook_id in candidates:
+        if one_per_webhook and webhook_id is not None:
+            if webhook_id in taken:
+                continue
+            taken.add(webhook_id)
         result = cast(
             CursorResult[Any],
             await session.execute(

@@ -6,6 +6,7 @@ than five minutes away from their clock (a replayed request)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -31,11 +32,25 @@ def client(settings: Settings) -> httpx.AsyncClient:
         trust_env=False,
         # No connection reuse: a pooled connection is keyed by address, and two hosts on one
         # address must not share a TLS session negotiated for the other's name.
-        limits=httpx.Limits(max_keepalive_connections=0),
+        limits=httpx.Limits(
+            max_connections=settings.webhook_concurrency, max_keepalive_connections=0
+        ),
     )
 
 
 async def deliver(http: httpx.AsyncClient, delivery: Delivery, settings: Settings) -> Outcome:
+    """One attempt, within WEBHOOK_DEADLINE_SECONDS in all: the client's timeout bounds each
+    wait alone, so a receiver that trickles its answer a byte at a time would hold the attempt
+    (and its worker's slot) for ever."""
+    deadline = settings.webhook_deadline_seconds
+    try:
+        async with asyncio.timeout(deadline):
+            return await _deliver(http, delivery, settings)
+    except TimeoutError:
+        return Outcome.retry(f"No complete answer within {deadline:g} s.")
+
+
+async def _deliver(http: httpx.AsyncClient, delivery: Delivery, settings: Settings) -> Outcome:
     hook = delivery.webhook
     if hook is None or not hook.active:
         return Outcome.final("The webhook is disabled.")
@@ -53,10 +68,14 @@ async def deliver(http: httpx.AsyncClient, delivery: Delivery, settings: Setting
         "Webhook-Timestamp": timestamp,
         "Webhook-Signature": signature(hook.secret, timestamp, body),
     }
+    request = http.build_request(
+        "POST", target.url, content=body, headers=headers, extensions=target.extensions
+    )
     try:
-        response = await http.post(
-            target.url, content=body, headers=headers, extensions=target.extensions
-        )
+        # Only the status counts: the body is never read, so a receiver cannot fill our
+        # memory with it.
+        response = await http.send(request, stream=True)
+        await response.aclose()
     except httpx.TimeoutException:
         return Outcome.retry(f"No answer within {settings.webhook_timeout_seconds:g} s.")
     except httpx.HTTPError as exc:
