@@ -42,12 +42,22 @@ def summary(report: Report, *, dry_run: bool = False) -> Table:
         title += ": dry run, nothing kept"
     table = Table(title=title)
     table.add_column("")
-    for column in ("imported", "updated", "skipped", "failed"):
+    for column in ("imported", "updated", "unchanged", "skipped", "failed"):
         table.add_column(column, justify="right")
     for kind in KINDS:
         tally = report.tallies[kind]
         table.add_row(
-            kind, str(tally.imported), str(tally.updated), str(tally.skipped), str(tally.failed)
+            kind,
+            *(
+                str(n)
+                for n in (
+                    tally.imported,
+                    tally.updated,
+                    tally.unchanged,
+                    tally.skipped,
+                    tally.failed,
+                )
+            ),
         )
     return table
 

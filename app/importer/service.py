@@ -108,6 +108,7 @@ T = TypeVar("T")
 class Tally:
     imported: int = 0
     updated: int = 0
+    unchanged: int = 0  # found, and already as the file has it
     skipped: int = 0
     failed: int = 0
 
@@ -384,7 +385,9 @@ class _Importer:
                     actor=user,
                     passwords=self.passwords,
                 )
-            tally.updated += 1
+                tally.updated += 1
+            else:
+                tally.unchanged += 1
         self.user_ids[author.login] = user.id
         return user.id
 
@@ -467,8 +470,12 @@ class _Importer:
             changes: dict[str, object] = {"name": name, "parent_id": parent_id}
             if description is not None:
                 changes["description"] = description
-            await categories.update(self.session, found, CategoryUpdate.model_validate(changes))
-            self.report.tallies["categories"].updated += 1
+            changes = {k: v for k, v in changes.items() if getattr(found, k) != v}
+            if changes:
+                await categories.update(self.session, found, CategoryUpdate.model_validate(changes))
+                self.report.tallies["categories"].updated += 1
+            else:
+                self.report.tallies["categories"].unchanged += 1
         self.category_ids[slug] = found.id
         return found.id
 
@@ -482,7 +489,9 @@ class _Importer:
         else:
             if found.name != name:
                 await tags.update(self.session, found, TagUpdate(name=name))
-            self.report.tallies["tags"].updated += 1
+                self.report.tallies["tags"].updated += 1
+            else:
+                self.report.tallies["tags"].unchanged += 1
         self.tag_slugs.add(slug)
         return slug
 
@@ -635,7 +644,7 @@ class _Importer:
             article.author_id = author.id
         elif _up_to_date(article, changes):
             # Untouched, so its version, updated_at (feeds, sitemaps) and ETag stay.
-            self.report.tallies["articles"].updated += 1
+            self.report.tallies["articles"].unchanged += 1
             return article.id, False
         await articles.update(self.session, article, changes, acting_as(author))
         self.report.tallies["articles"].updated += 1
@@ -799,17 +808,22 @@ class _Importer:
                     self.session.add(comment)
                     fresh.append(comment)
                     done["imported"] += 1
-                else:
-                    done["updated"] += 1
                 name = " ".join(html.unescape(source.author).split())
-                comment.author_name = name[:COMMENT_NAME_MAX] or comments.ANONYMOUS
-                comment.author_url = _web_url(source.author_url)
-                comment.ip_address = _ip(source.author_ip)
-                comment.content_html = render_comment(source.content)
-                comment.status = entry.status
-                comment.depth = parent.depth + 1 if parent is not None else 0
-                comment.parent_id = parent.id if parent is not None else None
-                comment.root_id = parent.root_id if parent is not None else comment.id
+                wanted = {
+                    "author_name": name[:COMMENT_NAME_MAX] or comments.ANONYMOUS,
+                    "author_url": _web_url(source.author_url),
+                    "ip_address": _ip(source.author_ip),
+                    "content_html": render_comment(source.content),
+                    "status": entry.status,
+                    "depth": parent.depth + 1 if parent is not None else 0,
+                    "parent_id": parent.id if parent is not None else None,
+                    "root_id": parent.root_id if parent is not None else comment.id,
+                }
+                if comment not in fresh:
+                    same = all(getattr(comment, k) == v for k, v in wanted.items())
+                    done["unchanged" if same else "updated"] += 1
+                for key, value in wanted.items():
+                    setattr(comment, key, value)
                 stored[source.comment_id] = comment
             await self.session.flush()
             for comment in fresh:
@@ -820,6 +834,7 @@ class _Importer:
         tally = self.report.tallies["comments"]
         tally.imported += done["imported"]
         tally.updated += done["updated"]
+        tally.unchanged += done["unchanged"]
         if done["skipped"]:
             tally.skipped += done["skipped"]
             self.report.skipped["erased comment"] += done["skipped"]
