@@ -39,6 +39,24 @@ async def category(session: AsyncSession, name: str, parent: Category | None = N
     return made
 
 
+class TestWebsiteAddress:
+    async def test_lists_and_pages_give_the_readers_url_from_the_template(
+        self, client: httpx.AsyncClient, app: Any, session: AsyncSession, editor: User
+    ) -> None:
+        app.state.settings = app.state.settings.model_copy(
+            update={
+                "site_url": "https://news.example",
+                "article_url_template": "{site_url}/{number}/{slug}",
+            }
+        )
+        article = await make_article(session, editor, title="Dam opens", number=5186)
+        wanted = "https://news.example/5186/dam-opens"
+        assert (await client.get(f"{API}/{article.id}")).json()["url"] == wanted
+        assert (await client.get(API)).json()["items"][0]["url"] == wanted
+        trimmed = await client.get(API, params={"fields": "id,url"})
+        assert trimmed.json()["items"] == [{"id": article.id, "url": wanted}]
+
+
 class TestCreate:
     async def test_create_derives_slug_excerpt_counts_and_number(
         self, client: httpx.AsyncClient, editor_token: str

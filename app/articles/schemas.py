@@ -150,6 +150,9 @@ class ArticleListItem(_Out):
     id: int
     number: int = Field(description='The site\'s public article number ("No: 5186").')
     slug: str
+    url: str = Field(
+        description="Where readers read it on the website (`ARTICLE_URL_TEMPLATE`), absolute."
+    )
     title: str
     kicker: str | None
     excerpt: str = Field(

@@ -19,6 +19,7 @@ from app.articles.schemas import (
 from app.cache import keys
 from app.core.config import Settings
 from app.core.html import reading_minutes
+from app.core.urls import article_url
 
 
 def _list_fields(article: service.Shown, settings: Settings, now: datetime) -> dict[str, Any]:
@@ -26,6 +27,9 @@ def _list_fields(article: service.Shown, settings: Settings, now: datetime) -> d
         "id": article.id,
         "number": article.number,
         "slug": article.slug,
+        "url": article_url(
+            settings, article_id=article.id, slug=article.slug, number=article.number
+        ),
         "title": article.title,
         "kicker": article.kicker,
         "excerpt": article.excerpt,

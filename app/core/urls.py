@@ -17,13 +17,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from ipaddress import ip_address
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 
-from app.core.config import app_settings
+from app.core.config import Settings, app_settings
 
 VARY_FORWARDED = "Host, X-Forwarded-Host, X-Forwarded-Proto"
 # A host name or address with an optional port: nothing that could carry a path or markup.
@@ -99,3 +99,10 @@ def address(request: Request, path: str, query: Iterable[tuple[str, str]] = ()) 
     root, varies = base(request)
     encoded = urlencode(list(query), safe=",")
     return f"{root}{path}{'?' + encoded if encoded else ''}", varies
+
+
+def article_url(settings: Settings, *, article_id: int, slug: str, number: int) -> str:
+    """Where readers read an article (the website, not this API), from ARTICLE_URL_TEMPLATE."""
+    return settings.article_url_template.format(
+        site_url=settings.site_url, slug=quote(slug, safe=""), id=article_id, number=number
+    )

@@ -9,13 +9,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
 from feedgen.feed import FeedGenerator
 
 from app.articles.models import Article
 from app.core.config import Settings
+from app.core.urls import article_url
 from app.feeds.schemas import JsonFeed, JsonFeedAuthor, JsonFeedItem
 from app.feeds.service import Located, NewsItem, last_change
 
@@ -47,13 +48,6 @@ def w3c(moment: datetime) -> str:
 
 def _seconds(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(microsecond=0)
-
-
-def article_url(settings: Settings, *, article_id: int, slug: str, number: int) -> str:
-    """Where readers read an article, from ARTICLE_URL_TEMPLATE."""
-    return settings.article_url_template.format(
-        site_url=settings.site_url, slug=quote(slug, safe=""), id=article_id, number=number
-    )
 
 
 def entry_id(settings: Settings, article: Article) -> str:

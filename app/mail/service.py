@@ -17,7 +17,7 @@ from app.comments.models import Comment
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import NotFound
-from app.feeds.builders import article_url
+from app.core.urls import article_url
 from app.outbox.models import Delivery, DeliveryKind, DeliveryStatus
 from app.users.models import Role, User
 

@@ -16,7 +16,7 @@ from app.articles.queries import LIVE
 from app.comments.models import Comment, CommentState
 from app.core.config import Settings
 from app.core.db import utcnow
-from app.feeds.builders import article_url
+from app.core.urls import article_url
 from app.mail import service as mail
 from app.outbox.service import settings_of
 from app.webhooks import service as webhooks
