@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, TypeVar
@@ -78,6 +79,9 @@ def serve(
     from app.core import server
     from app.core.config import get_settings
 
+    # The workers read their settings from the environment: let them know where they are.
+    os.environ["HOST"], os.environ["PORT"] = host, str(port)
+    get_settings.cache_clear()
     if migrate_first:
         migrate()
     settings = get_settings()

@@ -3,8 +3,11 @@ addresses, filters, visibility, caching, and never an email address."""
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,7 +24,7 @@ from app.feeds import service
 from app.feeds.builders import w3c
 from app.users.models import User
 from tests.factories import make_article, make_category, make_user
-from tests.support import assert_problem
+from tests.support import assert_problem, free_port, running_server
 
 SITE = "https://news.example"
 NS = {
@@ -571,3 +574,28 @@ class TestOpenApi:
 def test_w3c_dates_carry_a_zone_and_whole_seconds() -> None:
     moment = datetime(2024, 5, 1, 9, 30, 15, 123456, tzinfo=UTC)
     assert w3c(moment) == "2024-05-01T09:30:15+00:00"
+
+
+class TestDefaultSiteUrl:
+    def test_unset_it_is_where_the_server_listens(self) -> None:
+        assert Settings(port=9000).site_url == "http://127.0.0.1:9000"
+        everywhere = "0.0.0.0"  # noqa: S104 - a setting's value, nothing is bound
+        assert Settings(host=everywhere, port=8080).site_url == "http://127.0.0.1:8080"
+        assert Settings(host="::1").site_url == "http://[::1]:8000"
+        assert Settings(site_url="https://news.example/", port=9000).site_url == (
+            "https://news.example"
+        )
+
+    async def test_a_server_started_on_another_port_links_to_it(
+        self, app: Any, session: AsyncSession, database_url: str, kim: User
+    ) -> None:
+        await make_article(session, kim, title="Port story")
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ("SITE_URL", "PORT", "HOST")}
+        env |= {"DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
+        args = ["-m", "app", "serve", "--no-migrate", "--port", str(port)]
+        with running_server(Path(sys.executable), args, env, port) as (base, _):
+            async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+                feed = (await http.get("/feeds/json")).json()
+        assert feed["home_page_url"].startswith(f"http://127.0.0.1:{port}")
+        assert feed["items"][0]["url"] == f"http://127.0.0.1:{port}/port-story"

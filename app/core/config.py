@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from string import Formatter
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -334,9 +334,13 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     site_name: str = "Newsroom"
     # Feeds and sitemaps: where the public website lives, and what its feeds say.
+    # Where `python -m app serve` listens (its --host / --port set them for the workers).
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
     site_url: str = Field(
-        "http://127.0.0.1:8000",
-        description="Absolute http(s) base URL of the public website, without a trailing slash.",
+        "",
+        description="Absolute http(s) base URL of the public website, without a trailing "
+        "slash; unset, this server's own address (http://HOST:PORT).",
     )
     article_url_template: str = Field(
         "{site_url}/{slug}",
@@ -350,7 +354,19 @@ class Settings(BaseSettings):
     @field_validator("site_url")
     @classmethod
     def _absolute_site_url(cls, value: str) -> str:
-        return _base_url("SITE_URL", value)
+        return _base_url("SITE_URL", value) if value else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _site_url_from_the_server(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("site_url"):
+            host = str(data.get("host") or "127.0.0.1")
+            # An address that listens everywhere is reached on this machine as loopback.
+            if host in ("0.0.0.0", "::"):  # noqa: S104 - compared, never bound
+                host = "127.0.0.1"
+            host = f"[{host}]" if ":" in host else host
+            data = {**data, "site_url": f"http://{host}:{data.get('port') or 8000}"}
+        return data
 
     @field_validator("article_url_template")
     @classmethod
