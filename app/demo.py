@@ -83,6 +83,40 @@ MORE = [
         days_ago=3,
     ),
 ]
+# Enough further stories for paging to be tried (twenty articles in all, ten to a page).
+BRIEFS = [
+    ("Herat airport adds a second daily flight to Mashhad", "asia", ["Herat", "Transport"]),
+    ("Wheat prices fall as the harvest comes in early", "world", ["Economy", "Agriculture"]),
+    ("Mazar-i-Sharif hosts its first book fair in a decade", "asia", ["Culture", "Books"]),
+    ("Cricket board names a new national coach", "world", ["Sport", "Cricket"]),
+    ("Power cuts ease after a new line from Tajikistan", "asia", ["Energy", "Tajikistan"]),
+    ("Kandahar clinics report fewer measles cases", "world", ["Health", "Kandahar"]),
+    ("Opinion: the case for local radio", "excerpted", ["Media", "Radio"]),
+    ("Snow closes the Salang pass for two days", "asia", ["Weather", "Transport"]),
+    ("Women's football team travels to a regional cup", "world", ["Sport", "Football"]),
+    ("Saffron farmers in Herat look to European buyers", "asia", ["Herat", "Trade"]),
+    ("Kabul river clean-up draws hundreds of volunteers", "world", ["Kabul", "Environment"]),
+    ("New university library opens in Jalalabad", "asia", ["Education", "Books"]),
+    ("Opinion: what the trade figures do not show", "excerpted", ["Economy", "Trade"]),
+    ("Buzkashi season opens in Mazar-i-Sharif", "asia", ["Sport", "Culture"]),
+    ("Mobile banking reaches rural provinces", "world", ["Economy", "Technology"]),
+    ("Pomegranate exports rise for a third year", "asia", ["Agriculture", "Trade"]),
+]
+MORE += [
+    Story(
+        title=title,
+        kicker=None,
+        category=category,
+        tags=tags,
+        body=f"<p>{title}, officials and residents said this week.</p>"
+        "<p>More details are expected in the coming days.</p>",
+        days_ago=4 + n,
+    )
+    for n, (title, category, tags) in enumerate(BRIEFS)
+]
+# A placeholder photo service, so a frontend has an image to lay out; replace with the
+# newsroom's own media.
+IMAGE = "https://picsum.photos/seed/newsroom-{slug}/1200/675"
 
 
 async def _user(
@@ -161,6 +195,8 @@ async def load_demo(session: AsyncSession) -> str:
             tags=["Afghanistan", "Russia", "Taliban", "Peace talks"],
             source_name="Stars and Stripes",
             byline="Stars and Stripes",
+            featured_image_url=IMAGE.format(slug="moscow-talks"),
+            featured_image_caption="Placeholder photo (picsum.photos).",
         ),
         desk,
     )
@@ -174,20 +210,26 @@ async def load_demo(session: AsyncSession) -> str:
         ),
         desk,
     )
+    # The page's own times, not the seeding's: written then, updated with the correction.
+    seed.created_at = seed.published_at or seed.created_at
+    seed.updated_at = datetime(2017, 11, 24, 15, 10, tzinfo=KABUL)
     await _comments(session, seed.id)
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).replace(microsecond=0)
     for item in MORE:
-        await articles.create(
+        published = now - timedelta(days=item.days_ago)
+        story = await articles.create(
             session,
             ArticleCreate(
                 title=item.title,
                 kicker=item.kicker,
                 body=item.body,
                 status=ArticleStatus.published,
-                published_at=now - timedelta(days=item.days_ago),
+                published_at=published,
                 category_id=categories[item.category].id,
                 tags=item.tags,
             ),
             acting_as(author),
         )
+        story.featured_image_url = IMAGE.format(slug=story.slug)
+        story.created_at = story.updated_at = published
     return f"demo data loaded; log in as admin, editor or author with the password {DEMO_PASSWORD}"

@@ -39,5 +39,9 @@ async def test_the_seed_article_is_served_with_every_field(
     by_slug = await client.get(f"/api/v1/articles/by-slug/{seed['slug']}")
     assert by_slug.status_code == 200
     assert by_slug.json() == seed
+    assert seed["updated_at"] == "2017-11-24T10:40:00Z"  # the correction's time, not today's
+    assert seed["featured_image_url"].startswith("https://")
     listing = (await client.get("/api/v1/articles")).json()
-    assert listing["total"] == 4
+    assert (listing["total"], listing["pages"]) == (20, 2)
+    assert all(item["updated_at"] == item["published_at"] for item in listing["items"])
+    assert all(item["featured_image_url"] for item in listing["items"])
