@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -220,6 +221,28 @@ def dialect_of(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
 
 
+_AFTERWARDS = "app.db.afterwards"
+
+Afterwards = Callable[[AsyncSession], Awaitable[None]]
+
+
+def afterwards(session: AsyncSession, work: Afterwards) -> None:
+    """Run `work` on the request's session once the request is done with it (after the
+    answer is sent), in a transaction of its own that `work` commits: bookkeeping that must
+    neither hold the answer up nor share the route's fate, and that never needs a second
+    connection while the route holds one."""
+    session.info.setdefault(_AFTERWARDS, []).append(work)
+
+
+async def _close(session: AsyncSession) -> None:
+    try:
+        await session.close()
+    except DBAPIError as exc:
+        # The connection died after the answer was decided (often after it was sent): the
+        # pool drops it; there is nothing left to tell the client.
+        log.warning("database session closed on a dead connection: %s", type(exc).__name__)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request. Routes that write commit explicitly before they return,
     so the client never sees a success for a change that later failed to commit."""
@@ -231,17 +254,18 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         # A session the route never used (the read path has its own connection) holds
         # nothing: closing it would only cost time.
         if session.in_transaction() or session.identity_map:
+            await _close(session)
+        for work in session.info.pop(_AFTERWARDS, ()):
             try:
-                await session.close()
-            except DBAPIError as exc:
-                # The connection died after the answer was decided (often after it was
-                # sent): the pool drops it; there is nothing left to tell the client.
-                log.warning("database session closed on a dead connection: %s", type(exc).__name__)
+                await work(session)
+            except (DBAPIError, PoolTimeoutError) as exc:
+                # Bookkeeping only: the answer has gone, and the next request tries again.
+                log.warning("deferred database write failed: %s", type(exc).__name__)
+            finally:
+                await _close(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
-
-T = TypeVar("T")
 
 
 async def read_only(request: Request, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
