@@ -81,6 +81,20 @@ async def lock_articles(session: AsyncSession, article_ids: Iterable[int]) -> No
         )
 
 
+async def lock_and_reread(session: AsyncSession, comment: Comment) -> None:
+    """`lock_articles` for one comment's article, and the comment read again under that
+    lock, in one round trip: every round trip while the lock is held is one that every
+    other write on the article waits for. The comment's own row is locked by its update,
+    after the article's, as everywhere."""
+    await session.execute(
+        select(Comment)
+        .join(Article, Article.id == Comment.article_id)
+        .where(Comment.id == comment.id)
+        .with_for_update(of=Article)
+        .execution_options(populate_existing=True)
+    )
+
+
 async def recount(session: AsyncSession, article_ids: Iterable[int]) -> None:
     """Set each article's comment_count to its approved comments. A core UPDATE: the
     article's version (its editors' ETag) must not move because a reader commented."""
@@ -675,8 +689,7 @@ async def moderate(
     """Change one comment only: approving a reply never approves its parent silently."""
     # Read before the article's row lock, which every other write on the article awaits.
     hooks = await webhooks.active_hooks(session) if status is not None else None
-    await lock_articles(session, [comment.article_id])
-    await session.refresh(comment, with_for_update=True)
+    await lock_and_reread(session, comment)
     if comment.status == CommentState.deleted:
         raise NotFound(f"No comment {comment.id}.")
     # Moderation can show or hide a comment, or the placeholder kept for its replies.
@@ -695,8 +708,7 @@ async def moderate(
 
 async def remove(session: AsyncSession, comment: Comment) -> None:
     """First delete: to the trash. A second: for good."""
-    await lock_articles(session, [comment.article_id])
-    await session.refresh(comment, with_for_update=True)
+    await lock_and_reread(session, comment)
     invalidate(session, keys.comments(comment.article_id))
     if comment.status in (CommentState.trash, CommentState.deleted):
         await _purge(session, comment)
