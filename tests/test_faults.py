@@ -163,7 +163,12 @@ def _serve(env: dict[str, str], workers: int = 1) -> tuple[ServerProcess, str]:
         {**os.environ, **env, "PORT": str(port), "WORKERS": str(workers), "LOG_LEVEL": "WARNING"},
     )
     base = f"http://127.0.0.1:{port}"
-    wait_until_healthy(base)
+    try:
+        wait_until_healthy(base)
+    except AssertionError:
+        # A server that never came up is still running: it must not outlive the test.
+        process.stop()
+        raise
     return process, base
 
 

@@ -108,6 +108,16 @@ def bind(sessionmaker: async_sessionmaker[AsyncSession], publisher: Publisher) -
     sessionmaker.configure(info=info)
 
 
+def commit_writes(session: AsyncSession | Session) -> bool:
+    """Whether committing invalidations writes to the database itself (a CDN purge in the
+    outbox, a NOTIFY where there is no channel): a write that must share the transaction
+    of what it invalidates, so that one cannot be stored without the other."""
+    publisher = publisher_of(session)
+    return publisher is not None and (
+        publisher.cdn or (publisher.notify and publisher.tell is None)
+    )
+
+
 def publisher_of(session: AsyncSession | Session) -> Publisher | None:
     found = session.info.get(_PUBLISHER)
     return found if isinstance(found, Publisher) else None

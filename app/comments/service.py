@@ -31,7 +31,7 @@ from sqlalchemy.orm import aliased, make_transient_to_detached
 from app.articles import service as articles
 from app.articles.models import Article, ArticleStatus, CommentStatus
 from app.cache import keys
-from app.cache.publish import invalidate
+from app.cache.publish import commit_writes, invalidate
 from app.comments.models import Comment, CommentState
 from app.comments.schemas import CommentCreate
 from app.core import driver
@@ -79,6 +79,20 @@ async def lock_articles(session: AsyncSession, article_ids: Iterable[int]) -> No
         await session.execute(
             select(Article.id).where(Article.id.in_(ids)).order_by(Article.id).with_for_update()
         )
+
+
+async def lock_and_reread(session: AsyncSession, comment: Comment) -> None:
+    """`lock_articles` for one comment's article, and the comment read again under that
+    lock, in one round trip: every round trip while the lock is held is one that every
+    other write on the article waits for. The comment's own row is locked by its update,
+    after the article's, as everywhere."""
+    await session.execute(
+        select(Comment)
+        .join(Article, Article.id == Comment.article_id)
+        .where(Comment.id == comment.id)
+        .with_for_update(of=Article)
+        .execution_options(populate_existing=True)
+    )
 
 
 async def recount(session: AsyncSession, article_ids: Iterable[int]) -> None:
@@ -486,22 +500,44 @@ def compose(
     return comment, token
 
 
-async def save(session: AsyncSession, comment: Comment, settings: Settings) -> Comment:
+async def hooks_for(session: AsyncSession, comment: Comment) -> webhooks.Hooks:
+    """The active webhooks, when `comment` is approved (nothing is told of others). Read
+    before the insert: it takes the article's row lock, held until the commit, which other
+    posts on the article wait for."""
+    if comment.status != CommentState.approved:
+        return []
+    return await webhooks.active_hooks(session)
+
+
+def writes_with(
+    session: AsyncSession, comment: Comment, settings: Settings, hooks: webhooks.Hooks
+) -> bool:
+    """Whether storing `comment` writes more than its own statement (events, or what the
+    commit itself queues), so that it needs a transaction."""
+    return events.comment_posted_writes(comment, settings, hooks) or (
+        comment.status == CommentState.approved and commit_writes(session)
+    )
+
+
+async def save(
+    session: AsyncSession,
+    comment: Comment,
+    settings: Settings,
+    hooks: webhooks.Hooks | None = None,
+) -> Comment:
     """Store a composed comment (counted on its article when approved) and queue what its
-    posting means to others (`events.comment_posted`)."""
-    hooks = None
+    posting means to others (`events.comment_posted`; `hooks` from `hooks_for`)."""
+    if hooks is None:
+        hooks = await hooks_for(session, comment)
     if comment.status == CommentState.approved:
-        # Read before the insert: it takes the article's row lock, held until the commit,
-        # which other posts on the article wait for.
         invalidate(session, keys.comments(comment.article_id))
-        hooks = await webhooks.active_hooks(session)
     comment_id = await _insert(session, comment)
     if comment_id is None:
         raise NotFound(f"No article {comment.article_id}.")
     comment.id = comment_id
     if comment.root_id is None:
         comment.root_id = comment_id
-    if events.comment_posted_writes(comment, settings):
+    if events.comment_posted_writes(comment, settings, hooks):
         # Stored by a Core statement: the session takes it as loaded, so what the events
         # change on it is written by the next flush.
         make_transient_to_detached(comment)
@@ -650,8 +686,9 @@ async def moderate(
     content: str | None = None,
 ) -> Comment:
     """Change one comment only: approving a reply never approves its parent silently."""
-    await lock_articles(session, [comment.article_id])
-    await session.refresh(comment, with_for_update=True)
+    # Read before the article's row lock, which every other write on the article awaits.
+    hooks = await webhooks.active_hooks(session) if status is not None else None
+    await lock_and_reread(session, comment)
     if comment.status == CommentState.deleted:
         raise NotFound(f"No comment {comment.id}.")
     # Moderation can show or hide a comment, or the placeholder kept for its replies.
@@ -661,7 +698,7 @@ async def moderate(
         comment.content_html = render_comment(content)
     if status is not None:
         comment.status = CommentState(status)
-        await events.comment_status_set(session, comment)
+        await events.comment_status_set(session, comment, hooks)
     comment.updated_at = utcnow()
     await session.flush()
     await recount(session, [comment.article_id])
@@ -670,8 +707,7 @@ async def moderate(
 
 async def remove(session: AsyncSession, comment: Comment) -> None:
     """First delete: to the trash. A second: for good."""
-    await lock_articles(session, [comment.article_id])
-    await session.refresh(comment, with_for_update=True)
+    await lock_and_reread(session, comment)
     invalidate(session, keys.comments(comment.article_id))
     if comment.status in (CommentState.trash, CommentState.deleted):
         await _purge(session, comment)
@@ -688,6 +724,7 @@ async def bulk(session: AsyncSession, ids: list[int], action: str) -> tuple[list
         await session.scalars(select(Comment).where(Comment.id.in_(wanted)).order_by(Comment.id))
     )
     article_ids = {c.article_id for c in found}
+    hooks = await webhooks.active_hooks(session) if action != "delete" else None
     await lock_articles(session, article_ids)
     invalidate(session, *(keys.comments(i) for i in article_ids))
     changed = []
@@ -699,7 +736,7 @@ async def bulk(session: AsyncSession, ids: list[int], action: str) -> tuple[list
             await _purge(session, comment)
         else:
             comment.status = ACTIONS[action]
-            await events.comment_status_set(session, comment)
+            await events.comment_status_set(session, comment, hooks)
             comment.updated_at = utcnow()
         changed.append(comment.id)
     await session.flush()

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(
         10_000, ge=0, description="PostgreSQL statement_timeout for every connection; 0 = none."
     )
+    db_lock_timeout_ms: int = Field(
+        8_000,
+        ge=0,
+        description="PostgreSQL lock_timeout for every connection; 0 = none. A write that "
+        "waits longer for a row lock (comments on one busy article) answers 503 with "
+        "Retry-After. Below the statement timeout, so that a lock wait is reported as one.",
+    )
     secret_key: SecretStr = Field(
         SecretStr(DEV_SECRET),
         description="Signs short-lived values; at least 32 characters in production.",

@@ -274,16 +274,20 @@ def _slash_twin(request: Request) -> str | None:
     return None
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    # Logged without the statement or parameters: they can carry readers' data.
-    log.warning("database unavailable: %s", type(exc).__name__)
+def _unavailable(detail: str) -> Response:
     return problem_response(
         503,
         type_="service-unavailable",
         title="Service unavailable",
-        detail="The database cannot be reached; try again shortly.",
+        detail=detail,
         headers={"Retry-After": "5"},
     )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    # Logged without the statement or parameters: they can carry readers' data.
+    log.warning("database unavailable: %s", type(exc).__name__)
+    return _unavailable("The database cannot be reached; try again shortly.")
 
 
 async def _stale(request: Request, exc: Exception) -> Response:
@@ -318,8 +322,17 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
+# PostgreSQL gave up on a statement that would have gone through on a calmer server: a lock
+# not granted within lock_timeout, the statement_timeout, a deadlock, a serialization
+# failure. Worth retrying, like an unreachable database, so the same answer.
+_BUSY_SQLSTATES = frozenset({"55P03", "57014", "40P01", "40001"})
+
+
 async def _dbapi_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DBAPIError)
     if exc.connection_invalidated:
         return await _database_unavailable(request, exc)
+    if getattr(exc.orig, "sqlstate", None) in _BUSY_SQLSTATES:
+        log.warning("database busy: %s", type(exc.orig).__name__)
+        return _unavailable("The database is too busy to answer in time; try again shortly.")
     return await _unexpected(request, exc)

@@ -6,8 +6,10 @@ import enum
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated
 
 import anyio
@@ -15,12 +17,12 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer, SecurityScopes
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
 from app.auth.models import ApiToken
-from app.core.db import SessionDep, utcnow
+from app.core.db import SessionDep, afterwards, utcnow
 from app.core.errors import Forbidden, Unauthorized
 from app.users.models import Role, User
 
@@ -149,6 +151,41 @@ def acting_as(user: User) -> Principal:
     return Principal(user=user, token=ApiToken(), scopes=ROLE_SCOPES[user.role])
 
 
+# Per process: when this process last claimed a token's last-used write, so that parallel
+# requests with one token write it once per resolution period, not once each.
+_claimed: dict[str, float] = {}
+_CLAIMS_KEPT = 10_000
+
+
+def _claim(digest: str) -> bool:
+    now = time.monotonic()
+    period = LAST_USED_RESOLUTION.total_seconds()
+    if now - _claimed.get(digest, -period) < period:
+        return False
+    if len(_claimed) >= _CLAIMS_KEPT:
+        for old in [d for d, at in _claimed.items() if now - at >= period]:
+            del _claimed[old]
+    _claimed[digest] = now
+    return True
+
+
+async def _touch(session: AsyncSession, *, token_id: int, now: datetime) -> None:
+    """Record a token's use, unless another process has within the resolution period."""
+    await session.execute(
+        update(ApiToken)
+        .where(
+            ApiToken.id == token_id,
+            or_(
+                ApiToken.last_used_at.is_(None),
+                ApiToken.last_used_at <= now - LAST_USED_RESOLUTION,
+            ),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    await session.commit()
+
+
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", scopes=SCOPES, auto_error=False)
 
 
@@ -170,11 +207,12 @@ async def authenticate(session: AsyncSession, raw: str) -> Principal:
         or not token.user.is_active
     ):
         raise Unauthorized("The token is missing, invalid, expired or revoked.")
-    if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-        # Committed at once, in the request's own session (a second connection per request
-        # could starve the pool): the route's work starts a fresh transaction after it.
-        token.last_used_at = now
-        await session.commit()
+    stale = token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION
+    if stale and _claim(digest):
+        # After the answer, on this request's session: written mid-request, each of N
+        # parallel requests waited on the token's row lock, committed and queued for a
+        # connection again; under load they ran out the pool's timeout.
+        afterwards(session, partial(_touch, token_id=token.id, now=now))
     return Principal(
         user=token.user, token=token, scopes=effective_scopes(token.user.role, token.scopes)
     )

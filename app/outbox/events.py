@@ -86,11 +86,14 @@ async def article_deleted(session: AsyncSession, article: Article) -> None:
         await webhooks.enqueue(session, "article.deleted", data, now=now)
 
 
-def comment_posted_writes(comment: Comment, settings: Settings) -> bool:
-    """Whether `comment_posted` may write anything for this comment (when it may not, the
-    comment can be stored on its own, in one statement, with no transaction around it)."""
+def comment_posted_writes(comment: Comment, settings: Settings, hooks: webhooks.Hooks) -> bool:
+    """Whether `comment_posted` may write anything for this comment, given the active
+    webhooks (when it may not, the comment can be stored on its own, in one statement, with
+    no transaction around it)."""
     if comment.status == CommentState.approved:
-        return True  # webhooks
+        return any("comment.approved" in wanted for _, wanted in hooks) or (
+            settings.smtp_url is not None and comment.parent_id is not None
+        )
     return comment.status == CommentState.pending and settings.smtp_url is not None
 
 
@@ -109,12 +112,15 @@ async def comment_posted(
         await mail.tell_moderators(session, comment, settings)
 
 
-async def comment_status_set(session: AsyncSession, comment: Comment) -> None:
+async def comment_status_set(
+    session: AsyncSession, comment: Comment, hooks: webhooks.Hooks | None = None
+) -> None:
     """Right after a moderator set a comment's status (before the flush, while the
-    attribute's history still knows the old value)."""
+    attribute's history still knows the old value; `hooks`: the active webhooks, when read
+    already)."""
     changed = inspect(comment).attrs.status.history.has_changes()
     if changed and comment.status == CommentState.approved:
-        await _approved(session, comment, settings_of(session))
+        await _approved(session, comment, settings_of(session), hooks)
 
 
 async def _approved(
