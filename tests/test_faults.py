@@ -145,7 +145,7 @@ async def test_redis_down_falls_back_to_local_limits(
             )
             assert first.status_code == 201
             flood = await client.post(
-                path, json={"author_name": "R", "author_email": "s@example.com", "content": "2"}
+                path, json={"author_name": "R", "author_email": "r@example.com", "content": "2"}
             )
             assert flood.status_code == 429, "limits still hold, per process"
             login = await client.post(
