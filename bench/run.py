@@ -260,6 +260,9 @@ def service_env(database_url: str, response_cache: bool, port: int) -> dict[str,
         "WORKERS": str(WORKERS),
         "LOG_LEVEL": "WARNING",
         "RESPONSE_CACHE": "true" if response_cache else "false",
+        # As a deployment sets it: without it, wrk on loopback counts as a trusted proxy, and
+        # pages whose links are built from its Host header are never stored.
+        "PUBLIC_BASE_URL": "https://news.example",
         # Readers' comment limits lifted: the POST scenario is one client posting fast.
         "COMMENT_FLOOD_SECONDS": "0",
         "COMMENT_RATE_LIMIT": "",
