@@ -277,5 +277,20 @@ def import_wxr(
     console.print_report(report, dry_run=dry_run)
 
 
+def main() -> None:
+    """The command line; settings that cannot be used end it with one line each, naming the
+    setting, instead of a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        cli(standalone_mode=True)
+    except ValidationError as exc:
+        for error in exc.errors():
+            message = str(error["msg"]).removeprefix("Value error, ")
+            where = ".".join(str(part) for part in error["loc"]).upper()
+            typer.echo(f"error: {where + ': ' if where else ''}{message}", err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    cli()
+    main()

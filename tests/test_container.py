@@ -92,5 +92,9 @@ def test_production_refuses_the_default_secret(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert result.returncode != 0
-    assert "SECRET_KEY" in result.stderr
+    assert result.returncode == 2
+    # One clear line naming the setting, not a traceback.
+    assert result.stderr.strip().splitlines() == [
+        "error: SECRET_KEY must be set to a random value of at least 32 characters when "
+        "ENVIRONMENT=production"
+    ]
