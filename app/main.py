@@ -247,7 +247,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limits=[
             (re.compile(r"^/api/v1/(articles/\d+/)?comments"), settings.comment_max_body_bytes)
         ],
-        form_paths=("/api/v1/auth/token", "/api/v1/comments/unsubscribe"),
+        form_paths={
+            # The usual first try at logging in: say what it takes, and what a long-lived
+            # client should use instead.
+            "/api/v1/auth/token": "Log in with an OAuth2 password form "
+            "(application/x-www-form-urlencoded: username, password), not JSON. A script or a "
+            "long-lived app should use an API token instead (POST /api/v1/tokens), which "
+            "does not expire unless asked to.",
+            "/api/v1/comments/unsubscribe": "Send the one-click unsubscribe as a form "
+            "(application/x-www-form-urlencoded), not JSON.",
+        },
         body_timeout=settings.body_timeout_seconds,
     )
     app.add_middleware(MetricsMiddleware)

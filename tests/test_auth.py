@@ -23,6 +23,20 @@ async def login(client: httpx.AsyncClient, username: str, password: str) -> http
 
 
 class TestLogin:
+    async def test_a_json_login_is_told_to_send_a_form_or_use_an_api_token(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        await make_user(session, role=Role.editor, username="desk")
+        response = await client.post(
+            "/api/v1/auth/token", json={"username": "desk", "password": PASSWORD}
+        )
+        assert response.status_code == 415
+        assert response.headers["content-type"] == "application/problem+json"
+        detail = response.json()["detail"]
+        assert "application/x-www-form-urlencoded" in detail
+        assert "POST /api/v1/tokens" in detail
+        assert (await login(client, "desk", PASSWORD)).status_code == 200
+
     async def test_password_login_returns_a_working_bearer_token(
         self, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:

@@ -136,14 +136,17 @@ class RequestGuardMiddleware:
         *,
         max_body: int,
         limits: list[tuple[re.Pattern[str], int]],
-        form_paths: tuple[str, ...],
+        form_paths: dict[str, str],
         body_timeout: float = 10.0,
     ) -> None:
+        """`form_paths`: the routes that take a form instead of JSON, each with what to tell
+        a client that sends them JSON."""
         self.app = app
         self.body_timeout = body_timeout
         self.max_body = max_body
         self.limits = limits
-        self.form_paths = form_paths
+        self.form_paths = tuple(form_paths)
+        self.form_hints = form_paths
 
     def _limit(self, path: str) -> int:
         for pattern, limit in self.limits:
@@ -184,6 +187,11 @@ class RequestGuardMiddleware:
         media = headers.get("content-type", "").split(";")[0].strip().lower()
         has_body = declared not in (None, "0") or "transfer-encoding" in headers
         is_json = media == "application/json" or media.endswith("+json")
+        if has_body and is_json and path in self.form_hints:
+            await _send_problem(
+                send, 415, "unsupported-media-type", "Unsupported media type", self.form_hints[path]
+            )
+            return
         if (
             has_body
             and path.startswith("/api/")
