@@ -13,7 +13,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from starlette.middleware.cors import CORSMiddleware
 
 from app.articles import schedule
 from app.articles.memo import ListingMemo
@@ -37,8 +36,13 @@ from app.core.logging import configure_logging
 from app.core.metrics import MetricsMiddleware
 from app.core.metrics import process_exit as metrics_process_exit
 from app.core.metrics import router as metrics_router
-from app.core.middleware import RequestContextMiddleware, RequestGuardMiddleware
+from app.core.middleware import (
+    ProblemCORSMiddleware,
+    RequestContextMiddleware,
+    RequestGuardMiddleware,
+)
 from app.core.openapi import problem_content, trimmed_variants
+from app.core.problems import router as problems_router
 from app.core.ratelimit import RateLimiter
 from app.core.security import Passwords
 from app.feeds.router import router as feeds_router
@@ -190,6 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)
+    app.include_router(problems_router)
     app.include_router(metrics_router)
     app.include_router(auth_router)
     app.include_router(users_router)
@@ -218,7 +223,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             channel=listener if listener is not None else AlwaysUp(),
         )
     app.add_middleware(
-        CORSMiddleware,
+        ProblemCORSMiddleware,
         allow_origins=settings.cors_origins,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=[

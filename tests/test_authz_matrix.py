@@ -26,6 +26,8 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/docs/oauth2-redirect"): "public",
     ("GET", "/redoc"): "public",
     ("GET", "/healthz"): "public",
+    ("GET", "/problems"): "public",
+    ("GET", "/problems/{problem}"): "public",
     ("GET", "/metrics"): "scope:metrics:read",
     ("GET", "/readyz"): "public",
     ("POST", "/api/v1/auth/token"): "public",

@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.problems import CATALOGUE
 from app.users.models import Role
 from tests.factories import bearer, make_token, make_user
 from tests.support import assert_problem
@@ -133,6 +134,66 @@ class TestCorsConfigured:
     async def test_other_origins_stay_refused(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/healthz", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in response.headers
+
+    async def test_a_refused_preflight_is_a_problem(self, client: httpx.AsyncClient) -> None:
+        response = await client.options(
+            "/api/v1/users",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        problem = assert_problem(response, 400)
+        assert problem["type"] == "/problems/cors-refused"
+        assert "origin" in problem["detail"]
+        assert (await client.get(problem["type"])).status_code == 200
+
+
+class TestProblemTypes:
+    async def test_every_type_has_a_page_and_the_index_lists_them(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        index = await client.get("/problems")
+        assert index.status_code == 200
+        for name, (_status, title, _) in CATALOGUE.items():
+            page = await client.get(f"/problems/{name}")
+            assert page.status_code == 200
+            assert page.headers["content-type"].startswith("text/html")
+            assert f"<h1>{title}</h1>" in page.text
+            assert f'href="/problems/{name}"' in index.text
+            assert (title[:1].isupper() and title[1:] == title[1:].lower()) or " edit " in title
+        assert_problem(await client.get("/problems/no-such-type"), 404)
+
+    def test_titles_come_from_the_catalogue(self) -> None:
+        from app.comments.service import CommentsClosed, EditWindowClosed
+        from app.core import errors
+
+        raised = [
+            *(
+                c
+                for c in vars(errors).values()
+                if isinstance(c, type) and issubclass(c, errors.DomainError)
+            ),
+            CommentsClosed,
+            EditWindowClosed,
+        ]
+        for kind in raised:
+            if kind is errors.DomainError:
+                continue
+            assert kind.type in CATALOGUE, kind
+            assert kind.title == CATALOGUE[kind.type][1], kind
+
+    async def test_answers_name_their_type_and_its_title(self, client: httpx.AsyncClient) -> None:
+        answers = [
+            await client.delete("/healthz"),  # 405
+            await client.get("/api/v1/nothing"),  # 404
+            await client.get("/api/v1/articles", params={"per_page": 0}),  # 422
+            await client.post(
+                "/api/v1/articles", content=b"x", headers={"Content-Type": "text/plain"}
+            ),
+        ]
+        for response in answers:
+            problem = response.json()
+            name = problem["type"].removeprefix("/problems/")
+            assert problem["title"] == CATALOGUE[name][1], problem
+            assert (await client.get(problem["type"])).status_code == 200
 
 
 def test_made_up_request_ids_are_unique_across_forked_workers() -> None:

@@ -59,6 +59,7 @@ def path_values(article: Article, comment_id: int) -> dict[str, Any]:
         "page": 1,
         "n": 1,
         "path": "swagger-ui.css",
+        "problem": "rate-limited",
         "webhook_id": 1,
         "delivery_id": "00000000-0000-0000-0000-000000000000",
     }

@@ -7,7 +7,6 @@ errors into HTTP responses, so no stack trace, SQL or private value reaches a cl
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -23,6 +22,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Match
 
 from app.core import urls
+from app.core.problems import title_of
 
 log = logging.getLogger("app.errors")
 
@@ -62,7 +62,7 @@ def problem_response(
 ) -> Response:
     body: dict[str, Any] = {
         "type": type_ if ":" in type_ or type_.startswith("/") else PROBLEM_BASE + type_,
-        "title": title or HTTPStatus(status).phrase,
+        "title": title or title_of(type_, status),
         "status": status,
     }
     if detail is not None:

@@ -11,8 +11,11 @@ import time
 
 import orjson
 from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.errors import problem_response
 from app.core.logging import request_id_var
 
 access_log = logging.getLogger("app.access")
@@ -247,3 +250,24 @@ class RequestGuardMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class ProblemCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS handling, with a refused preflight answered as a problem like every
+    other error (its own answer is a bare `text/plain` "Disallowed CORS origin")."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code != 400:
+            return response
+        refused = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        problem = problem_response(
+            400,
+            type_="cors-refused",
+            detail=f"This cross-origin request is not allowed: {refused}. Allowed origins "
+            "are set by CORS_ORIGINS.",
+        )
+        for name, value in response.headers.items():
+            if name.lower().startswith("access-control-") or name.lower() == "vary":
+                problem.headers[name] = value
+        return problem
