@@ -11,19 +11,27 @@ PYTEST_ARGS ?= -n 2
 WORKERS ?= 1
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install run migrate seed test lint format fmt fuzz clean
+.PHONY: install install-runtime run migrate seed test lint format fmt fuzz clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check "uv>=0.5,<1"
 
+# Serving needs the runtime dependencies only; tests, lint and benchmarks add the dev group.
+# --inexact: serving after a test run keeps the dev tools rather than removing them.
+$(VENV)/.installed-runtime: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --no-dev --inexact --python $(PYTHON)
+	touch $@
+
 $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --python $(PYTHON)
-	touch $@
+	touch $@ $(VENV)/.installed-runtime
+
+install-runtime: $(VENV)/.installed-runtime
 
 install: $(VENV)/.installed
 
-migrate: install
+migrate: install-runtime
 	$(BIN)/python -m app migrate
 
 seed: migrate

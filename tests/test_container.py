@@ -98,3 +98,40 @@ def test_production_refuses_the_default_secret(tmp_path: Path) -> None:
         "error: SECRET_KEY must be set to a random value of at least 32 characters when "
         "ENVIRONMENT=production"
     ]
+
+
+def test_serving_installs_only_the_runtime_dependencies(tmp_path: Path) -> None:
+    """`make run` sets up with `install-runtime`: no test or lint tools in that environment."""
+    venv = tmp_path / "venv"
+    result = subprocess.run(
+        ["make", "install-runtime", f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    installed = {p.name for p in (venv / "bin").iterdir()}
+    assert not installed & {"pytest", "ruff", "mypy", "schemathesis"}
+    served = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import app.main, uvicorn, asyncpg"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert served.returncode == 0, served.stderr
+    # What `make run` would do in a fresh checkout: the runtime install, never the full one.
+    fresh = tmp_path / "fresh-venv"
+    dry = subprocess.run(
+        ["make", "-n", "run", f"VENV={fresh}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    syncs = [line for line in dry.stdout.splitlines() if " sync " in line]
+    assert syncs and all("--no-dev" in line for line in syncs), dry.stdout
