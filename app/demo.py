@@ -141,7 +141,7 @@ async def _category(
 REPLIES = [
     ("Farid", "farid@example.com", "Talks without preconditions are the only way forward.", None),
     ("Anna K.", "anna@example.org", "Has Moscow said anything about the inquiry?", None),
-    ("Staff Reporter", "desk@example.net", "Not yet; we will update the article.", 1),
+    ("Amina, Kabul desk", "desk@example.net", "Not yet; we will update the article.", 1),
 ]
 
 

@@ -134,4 +134,5 @@ def test_serving_installs_only_the_runtime_dependencies(tmp_path: Path) -> None:
         check=False,
     )
     syncs = [line for line in dry.stdout.splitlines() if " sync " in line]
-    assert syncs and all("--no-dev" in line for line in syncs), dry.stdout
+    assert syncs, dry.stdout
+    assert all("--no-dev" in line for line in syncs), dry.stdout

@@ -45,3 +45,8 @@ async def test_the_seed_article_is_served_with_every_field(
     assert (listing["total"], listing["pages"]) == (20, 2)
     assert all(item["updated_at"] == item["published_at"] for item in listing["items"])
     assert all(item["featured_image_url"] for item in listing["items"])
+    # The reply thread is shown whole: no demo name reads as a staff member's (those are held).
+    thread = await client.get(f"/api/v1/articles/{seed['id']}/comments", params={"tree": "true"})
+    items = thread.json()["items"]
+    assert seed["comment_count"] == 3
+    assert [len(c["replies"]) for c in items] == [0, 1]

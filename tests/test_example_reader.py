@@ -95,8 +95,18 @@ async def test_reader_page_reads_and_replies_across_origins(
                 assert "Patrushev" in body
                 assert await page.locator("#kicker").inner_text()
                 assert await page.locator("#date").inner_text()
+                assert await page.locator("#byline").inner_text() == "By Stars and Stripes"
+                assert "Excerpted" in await page.locator("#category").inner_text()
+                assert "Taliban" in await page.locator("#tags").inner_text()
+                assert "helicopters" in await page.locator("#corrections").inner_text()
+                # The demo thread: the desk's answer sits under the question it answers.
+                nested = page.locator(".replies .comment").filter(has_text="we will update")
+                await nested.wait_for()
+                question = page.locator(".comment").filter(has_text="Has Moscow said")
                 seen.append(await page.content())
 
+                await question.get_by_role("button", name="Reply").first.click()
+                assert "Anna K." in await page.locator("#replying").inner_text()
                 await page.get_by_label("Name *").fill("Curious Reader")
                 await page.get_by_label("Email *").fill(EMAIL)
                 await page.get_by_label("Website").first.fill("https://reader.example")
@@ -130,6 +140,10 @@ async def test_reader_page_reads_and_replies_across_origins(
     ).all()
     assert len(stored) == 1
     assert stored[0].status == CommentState.pending
+    asked = await session.scalar(
+        select(Comment.id).where(Comment.article_id == article_id, Comment.author_name == "Anna K.")
+    )
+    assert stored[0].parent_id == asked, "the Reply button answers that comment"
     assert stored[0].author_email == EMAIL
     assert stored[0].author_url == "https://reader.example/"
     for text in seen:
