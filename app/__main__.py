@@ -265,6 +265,7 @@ def import_wxr(
                 zone=settings.zone,
                 progress=advance,
                 max_element_bytes=settings.wxr_max_element_bytes,
+                embeds=settings.embed_providers,
             )
         if dry_run:
             await session.rollback()

@@ -351,7 +351,8 @@ WRITE_RESPONSES = responses(401, 403, 404, 409, 412, 422)
 async def create_article(
     request: Request, session: SessionDep, principal: Writer, data: ArticleCreate
 ) -> Response:
-    article = await service.create(session, data, principal)
+    embeds = app_settings(request).embed_providers
+    article = await service.create(session, data, principal, embeds)
     await session.commit()
     article = await service.load(session, article.id)
     response = await _render_detail(request, session, article, principal, None, 201)
@@ -391,7 +392,8 @@ async def replace_article(
     if_match: IfMatch = None,
 ) -> Response:
     article = await _writable(session, principal, article_id, if_match)
-    await service.update(session, article, service.replacement(data), principal)
+    embeds = app_settings(request).embed_providers
+    await service.update(session, article, service.replacement(data), principal, embeds)
     return await _save(request, session, principal, article)
 
 
@@ -413,7 +415,8 @@ async def update_article(
     """Only the fields sent change. Send `If-Match` with the ETag you read so that a
     colleague's change in between is not overwritten (412 if there was one)."""
     article = await _writable(session, principal, article_id, if_match)
-    await service.update(session, article, service.partial(data), principal)
+    embeds = app_settings(request).embed_providers
+    await service.update(session, article, service.partial(data), principal, embeds)
     return await _save(request, session, principal, article)
 
 

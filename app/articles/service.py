@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -50,7 +50,13 @@ from app.core.config import Settings
 from app.core.dates import in_utc
 from app.core.db import UTCDateTime, dialect_of, utcnow
 from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from app.core.html import excerpt_of, plain_text, sanitize_article_html, word_count
+from app.core.html import (
+    EMBED_PROVIDERS,
+    excerpt_of,
+    plain_text,
+    sanitize_article_html,
+    word_count,
+)
 from app.core.schemas import MAX_ID
 from app.core.security import Principal
 from app.core.text import slugify, unique_slug
@@ -305,6 +311,7 @@ async def _apply(
     changes: dict[str, Any],
     principal: Principal,
     now: datetime,
+    embeds: Collection[str],
 ) -> None:
     """Apply validated `changes` (only the keys present) and derive what follows."""
     if article.id is not None and any(
@@ -331,7 +338,7 @@ async def _apply(
         if key in changes:
             setattr(article, key, changes[key])
     if "body" in changes:
-        article.body = sanitize_article_html(changes["body"] or "")
+        article.body = sanitize_article_html(changes["body"] or "", embeds)
     text_ = plain_text(article.body)
     article.word_count = word_count(text_)
     if "excerpt" in changes:
@@ -355,7 +362,13 @@ async def _apply(
     article.updated_at = now
 
 
-async def create(session: AsyncSession, data: ArticleCreate, principal: Principal) -> Article:
+async def create(
+    session: AsyncSession,
+    data: ArticleCreate,
+    principal: Principal,
+    embeds: Collection[str] = tuple(EMBED_PROVIDERS),
+) -> Article:
+    """`embeds`: the providers whose embeds the body keeps (`EMBED_PROVIDERS`)."""
     now = utcnow()
     article = Article(
         author_id=principal.user.id,
@@ -371,7 +384,7 @@ async def create(session: AsyncSession, data: ArticleCreate, principal: Principa
         comment_status=CommentStatus.open,
         created_at=now,
     )
-    await _apply(session, article, data.model_dump(), principal, now)
+    await _apply(session, article, data.model_dump(), principal, now, embeds)
     session.add(article)
     await session.flush()
     await search.index(session, article)
@@ -385,6 +398,7 @@ async def update(
     article: Article,
     changes: dict[str, Any],
     principal: Principal,
+    embeds: Collection[str] = tuple(EMBED_PROVIDERS),
 ) -> Article:
     now = utcnow()
     ensure_writable(article, principal, now)
@@ -396,7 +410,7 @@ async def update(
     neighbours: set[str] = set()
     if PLACE_FIELDS & changes.keys():
         neighbours = await invalidation.neighbours_before(session, place, now)
-    await _apply(session, article, changes, principal, now)
+    await _apply(session, article, changes, principal, now, embeds)
     await session.flush()
     await search.index(session, article)
     await events.article_written(session, article, before, now)

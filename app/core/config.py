@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated proxy addresses whose X-Forwarded-For is believed.",
     )
+    embed_providers: CommaList = Field(
+        default_factory=lambda: ["youtube", "vimeo", "x", "instagram", "maps"],
+        description="Comma-separated providers whose embeds article bodies keep, as sandboxed "
+        "iframes: youtube, vimeo, x, instagram, maps (OpenStreetMap and Google Maps). Empty: "
+        "none.",
+    )
     site_timezone: str = Field(
         "UTC", description="IANA zone of the site's clock, e.g. Asia/Kabul; used for ?date=."
     )
@@ -401,6 +407,7 @@ class Settings(BaseSettings):
     @field_validator(
         "cors_origins",
         "trusted_proxies",
+        "embed_providers",
         "cdn_purge_urls",
         "comment_blocklist_words",
         "comment_blocklist_emails",
@@ -411,6 +418,19 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("embed_providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        from app.core.html import EMBED_PROVIDERS
+
+        unknown = sorted(set(value) - set(EMBED_PROVIDERS))
+        if unknown:
+            raise ValueError(
+                f"EMBED_PROVIDERS: unknown {', '.join(unknown)}; known: "
+                f"{', '.join(EMBED_PROVIDERS)}"
+            )
         return value
 
     @field_validator("site_timezone")

@@ -30,7 +30,7 @@ import html
 import ipaddress
 import secrets
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -57,7 +57,7 @@ from app.comments import service as comments
 from app.comments.models import Comment, CommentState
 from app.core.db import dialect_of, utcnow
 from app.core.errors import DomainError, NotFound
-from app.core.html import plain_text, render_comment, sanitize_article_html
+from app.core.html import EMBED_PROVIDERS, plain_text, render_comment, sanitize_article_html
 from app.core.security import Passwords, acting_as
 from app.core.text import slugify, unique_slug
 from app.importer import wxr
@@ -234,11 +234,13 @@ async def import_file(
     zone: ZoneInfo,
     progress: Progress | None = None,
     max_element_bytes: int = wxr.MAX_ELEMENT_BYTES,
+    embeds: Collection[str] = tuple(EMBED_PROVIDERS),
 ) -> Report:
     """Import the export at `path` in `session`'s transaction and report what happened.
     `zone` is the site's clock, for dates the export gives only in local time. `progress`
     is called with the pass ("checking", then "importing") and the bytes it has read.
     `max_element_bytes`: WXR_MAX_ELEMENT_BYTES, the most text one element may hold.
+    `embeds`: EMBED_PROVIDERS, whose embeds (WordPress' embed blocks among them) are kept.
 
     The file is read twice: first to check it whole and learn its post ids, then to write.
     Raises wxr.WxrError for a malformed file (before writing anything, unless the file
@@ -250,7 +252,7 @@ async def import_file(
             post_ids.add(record.post_id)
         if progress is not None:
             progress("checking", checked.bytes_read)
-    importer = _Importer(session, zone, post_ids)
+    importer = _Importer(session, zone, post_ids, embeds)
     await importer.open_transaction()
     reader = wxr.WxrReader(path, max_element_bytes=max_element_bytes)
     for record in reader:
@@ -273,8 +275,11 @@ class _Comment:
 
 
 class _Importer:
-    def __init__(self, session: AsyncSession, zone: ZoneInfo, post_ids: set[int]) -> None:
+    def __init__(
+        self, session: AsyncSession, zone: ZoneInfo, post_ids: set[int], embeds: Collection[str]
+    ) -> None:
         self.session = session
+        self.embeds = embeds
         self.zone = zone
         self.post_ids = post_ids  # every post's id in the file
         self.spare_number: int | None = None  # the next for a post whose number is taken
@@ -621,7 +626,7 @@ class _Importer:
             slug = await self._free_slug(data.slug, None) if data.slug is not None else None
             number = await self._spare_number() if number_taken else item.post_id
             data = data.model_copy(update={"slug": slug, "number": number})
-            article = await articles.create(self.session, data, acting_as(author))
+            article = await articles.create(self.session, data, acting_as(author), self.embeds)
             if number_taken:
                 self._warn(
                     what,
@@ -637,7 +642,7 @@ class _Importer:
             del changes["slug"]
         else:
             changes["slug"] = await self._free_slug(data.slug, article.id)
-        self._drop_unchanged_text(article, changes)
+        self._drop_unchanged_text(article, changes, self.embeds)
         if article.author_id != author.id:
             # The export says whose post it is; the services' rule that only editors may
             # reassign an article guards requests, not the import of the site's own data.
@@ -646,7 +651,7 @@ class _Importer:
             # Untouched, so its version, updated_at (feeds, sitemaps) and ETag stay.
             self.report.tallies["articles"].unchanged += 1
             return article.id, False
-        await articles.update(self.session, article, changes, acting_as(author))
+        await articles.update(self.session, article, changes, acting_as(author), self.embeds)
         self.report.tallies["articles"].updated += 1
         return article.id, False
 
@@ -689,13 +694,15 @@ class _Importer:
         return await unique_slug(wanted, taken, ARTICLE_SLUG_MAX)
 
     @staticmethod
-    def _drop_unchanged_text(article: Article, changes: dict[str, object]) -> None:
+    def _drop_unchanged_text(
+        article: Article, changes: dict[str, object], embeds: Collection[str]
+    ) -> None:
         """Leave out the text fields that would not change, so that running an unchanged
         export again adds no revision."""
         if changes["title"] == article.title:
             del changes["title"]
         body = changes["body"]
-        if isinstance(body, str) and sanitize_article_html(body) == article.body:
+        if isinstance(body, str) and sanitize_article_html(body, embeds) == article.body:
             del changes["body"]
         excerpt = changes["excerpt"]
         if (
