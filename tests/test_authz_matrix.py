@@ -71,7 +71,7 @@ RULES: dict[tuple[str, str], str] = {
         "POST",
         "/api/v1/articles/{article_id}/revisions/{revision_id}/restore",
     ): "scope:articles:write",
-    ("POST", "/api/v1/articles/{article_id}/comments"): "public",
+    ("POST", "/api/v1/articles/{article_id}/comments"): "reads-token",
     ("GET", "/api/v1/articles/{article_id}/comments"): "public",
     ("GET", "/api/v1/comments"): "scope:comments:moderate",
     ("POST", "/api/v1/comments/bulk"): "scope:comments:moderate",

@@ -805,6 +805,31 @@ class TestStaffNames:
         assert response.status_code == 201, response.text
         assert response.json()["status"] == expected
 
+    async def test_staff_signed_in_use_their_name_and_are_marked(
+        self, client: httpx.AsyncClient, session: AsyncSession, article: Article
+    ) -> None:
+        jane = await make_user(session, role=Role.author, display_name="Jane Doe")
+        token = await make_token(session, jane)
+        signed = await client.post(
+            url(article), json=reply(author_name="Jane Doe"), headers=bearer(token)
+        )
+        assert signed.status_code == 201, signed.text
+        assert (signed.json()["status"], signed.json()["staff"]) == ("approved", True)
+        reader = await client.post(url(article), json=reply(author_name="Sam"))
+        assert reader.json()["staff"] is False
+        listed = (await client.get(url(article))).json()["items"]
+        assert [(c["author_name"], c["staff"]) for c in listed] == [
+            ("Jane Doe", True),
+            ("Sam", False),
+        ]
+        tree = (await client.get(url(article), params={"tree": "true"})).json()["items"]
+        assert [c["staff"] for c in tree] == [True, False]
+        # A bad token is no way around the rule: it is refused, not treated as a reader.
+        forged = await client.post(
+            url(article), json=reply(author_name="Jane Doe"), headers=bearer("nws_forged")
+        )
+        assert forged.status_code == 401
+
 
 class TestEditsAfterApproval:
     """An edit of an approved comment goes through the rules a new comment meets."""

@@ -57,6 +57,8 @@ class Comment(Base):
     anonymised_at: Mapped[datetime | None]
     # "Email me when someone replies" (app.mail): asked for when posting.
     notify_replies: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # Posted by a member of the newsroom, signed in (readers see a staff marker).
+    by_staff: Mapped[bool] = mapped_column(default=False, server_default=false())
     # On a reply: the SHA-256 of the unsubscribe token in the one email that told the parent's
     # author about this reply (so every link ever sent keeps working), which also marks the
     # reply as announced.

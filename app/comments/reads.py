@@ -61,6 +61,7 @@ _THREADS = (
         _c.author_url,
         _c.content_html,
         _c.created_at,
+        _c.by_staff,
     )
     .where(_c.article_id == _ARTICLE, _c.root_id.in_(bindparam("roots", expanding=True)))
     .order_by(_c.created_at, _c.id)
@@ -80,6 +81,7 @@ class CommentRow:
     author_url: str | None
     content_html: str
     created_at: datetime
+    by_staff: bool
 
 
 @dataclass(slots=True)
@@ -111,7 +113,7 @@ async def threads(
     rows = await db.execute(_THREADS, {"article_id": article_id, "roots": page_roots})
     children: defaultdict[int | None, list[CommentRow]] = defaultdict(list)
     for row in rows:
-        children[row.parent_id].append(CommentRow(*row))
+        children[row.parent_id].append(CommentRow(*tuple(row)))
 
     def build(comment: CommentRow) -> Node:
         replies = [r for r in (build(child) for child in children.get(comment.id, [])) if r.visible]

@@ -82,6 +82,7 @@ def _own_view(comment: Comment, token: str | None = None) -> CommentCreated:
         author_url=comment.author_url,
         content=comment.content_html,
         created_at=comment.created_at,
+        staff=comment.by_staff,
         status=shown,
         edit_expires_at=comment.edit_expires_at,
         edit_token=token,
@@ -99,6 +100,7 @@ def _public(comment: Comment | reads.CommentRow, removed: bool = False) -> Comme
         content=None if removed else comment.content_html,
         created_at=comment.created_at,
         removed=removed,
+        staff=comment.by_staff and not removed,
     )
 
 
@@ -107,7 +109,7 @@ def _public(comment: Comment | reads.CommentRow, removed: bool = False) -> Comme
     response_model=CommentCreated,
     status_code=status.HTTP_201_CREATED,
     responses={
-        **responses(403, 404, 409, 413, 415, 422, 429),
+        **responses(401, 403, 404, 409, 413, 415, 422, 429),
         **links(
             201,
             ReadComment=("readComment", "comment_id=$response.body#/id"),
@@ -123,16 +125,18 @@ async def post_comment(
     session: SessionDep,
     article_id: IdPath,
     data: CommentCreate,
+    principal: OptionalPrincipal,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    """Post a reader's comment (no token). Name, email and content are required; the email is
-    never published. The answer says whether the comment is `approved` or `pending`
-    moderation and carries a one-time `edit_token` (see `X-Comment-Token`).
+    """Post a reader's comment (no token needed). Name, email and content are required; the
+    email is never published. The answer says whether the comment is `approved` or
+    `pending` moderation and carries a one-time `edit_token` (see `X-Comment-Token`).
 
-    Refused with 429 (with `Retry-After`) when the same address or email posts again
-    within seconds or the address's hourly limit is spent (counted before anything else),
-    403 `comments-closed` when comments are closed, 409 when the same client posts the same
-    text under the same email again. A name that reads as a staff member's is held."""
+    Refused with 429 (with `Retry-After`) when the same email posts again within seconds
+    or the address's hourly limit is spent (counted before anything else), 403
+    `comments-closed` when comments are closed, 409 when the same client posts the same
+    text under the same email again. A name that reads as a staff member's is held, unless
+    the post comes with a newsroom member's token: then it is marked `staff`."""
     settings = app_settings(request)
     scope = f"POST /articles/{article_id}/comments"
     fingerprint = ""
@@ -142,7 +146,10 @@ async def post_comment(
     # (a webhook that wants it, a reply email). The article's row lock is then held only
     # inside that statement, never across a round trip to this process: under load, 200
     # posts to one article queued behind locks held over busy event loops.
-    autocommit = idempotency_key is None and dialect_of(session) == "postgresql"
+    # (A staff member's post has read its token on this session already: a transaction.)
+    autocommit = (
+        idempotency_key is None and principal is None and dialect_of(session) == "postgresql"
+    )
     if autocommit:
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     if idempotency_key is not None:
@@ -162,6 +169,7 @@ async def post_comment(
         ip=ip,
         user_agent=(request.headers.get("user-agent") or "")[:512] or None,
         settings=settings,
+        staff=principal is not None,
     )
     hooks = await service.hooks_for(session, comment)
     if autocommit and service.writes_with(session, comment, settings, hooks):

@@ -80,6 +80,9 @@ class CommentPublic(BaseModel):
     content: str | None = Field(description="Safe HTML.")
     created_at: datetime
     removed: bool = False
+    staff: bool = Field(
+        False, description="Posted by a member of the newsroom, signed in with their token."
+    )
 
 
 class CommentThreaded(CommentPublic):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from ipaddress import ip_address, ip_network
 from typing import Any, cast
@@ -391,11 +391,12 @@ _PG_INSERT = """WITH article AS ({article})
 INSERT INTO comments (
     id, article_id, parent_id, root_id, depth, status, author_name, author_email,
     author_url, content_source, content_html, ip_address, user_agent, created_at,
-    updated_at, edit_token_hash, edit_expires_at, notify_replies
+    updated_at, edit_token_hash, edit_expires_at, notify_replies, by_staff
 )
 SELECT new.id, article.id, $2::integer, coalesce($3::integer, new.id), $4::integer,
     $5::text, $6::text, $7::text, $8::text, $9::text, $10::text, $11::text, $12::text,
-    $13::timestamptz, $13::timestamptz, $14::text, $15::timestamptz, $16::boolean
+    $13::timestamptz, $13::timestamptz, $14::text, $15::timestamptz, $16::boolean,
+    $17::boolean
 FROM article, (SELECT nextval(pg_get_serial_sequence('comments', 'id'))::integer AS id) AS new
 RETURNING id"""
 _PG_INSERT_PENDING = _PG_INSERT.format(article=_PG_LOCK)
@@ -426,6 +427,7 @@ async def _insert(session: AsyncSession, comment: Comment) -> int | None:
             comment.edit_token_hash,
             comment.edit_expires_at,
             comment.notify_replies,
+            comment.by_staff,
         )
         if driver.autocommit(connection):
             # Nothing else to write with it: one statement, atomic on its own.
@@ -456,7 +458,7 @@ async def _insert(session: AsyncSession, comment: Comment) -> int | None:
 _STORED = (
     "article_id", "parent_id", "root_id", "depth", "status", "author_name", "author_email",
     "author_url", "content_source", "content_html", "ip_address", "user_agent", "created_at",
-    "updated_at", "edit_token_hash", "edit_expires_at", "notify_replies",
+    "updated_at", "edit_token_hash", "edit_expires_at", "notify_replies", "by_staff",
 )  # fmt: skip
 
 
@@ -470,9 +472,19 @@ def _initial_status(
 
 
 def compose(
-    place: Placement, data: CommentCreate, *, ip: str, user_agent: str | None, settings: Settings
+    place: Placement,
+    data: CommentCreate,
+    *,
+    ip: str,
+    user_agent: str | None,
+    settings: Settings,
+    staff: bool = False,
 ) -> tuple[Comment, str]:
-    """The comment to store (its moderation status decided), with its one-time edit token."""
+    """The comment to store (its moderation status decided), with its one-time edit token.
+    `staff`: posted with a newsroom member's token, so its name is theirs to use and it is
+    marked as staff's."""
+    if staff:
+        place = replace(place, imitates_staff=False)
     now = utcnow()
     html = render_comment(data.content)
     token = secrets.token_urlsafe(24)
@@ -494,6 +506,7 @@ def compose(
         edit_token_hash=_hash(token),
         edit_expires_at=now + timedelta(minutes=settings.comment_edit_minutes),
         notify_replies=data.notify_replies,
+        by_staff=staff,
         unsubscribe_token_hash=None,
         anonymised_at=None,
     )
