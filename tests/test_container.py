@@ -42,6 +42,25 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
     assert "slim" in text
 
 
+def test_the_build_context_leaves_out_environments_data_and_tests() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", ".tools", "var", "tests", ".env"} <= ignored
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (ROOT / "Dockerfile").read_text(), re.M)
+    needed = {name for line in copied for name in line.split()}
+    assert not needed & ignored, "the Dockerfile copies something the context leaves out"
+
+
+def test_the_readme_tells_how_to_start_a_container_site() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "docker compose run --rm api python -m app create-admin" in readme
+    assert "docker compose run --rm api python -m app anonymise-comments" in readme
+    assert "TRUSTED_PROXIES" in readme.split("## Container", 1)[1].split("\n## ", 1)[0]
+
+
 def test_start_command_serves_from_a_clean_environment(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "UV_"))}
