@@ -211,6 +211,24 @@ class TestArticles:
         assert [c["slug"] for c in detail["breadcrumbs"]] == ["world", "asia", "kabul"]
         assert detail["author"]["display_name"] == "Jane Doe"
 
+    async def test_a_missed_schedule_is_published(
+        self, session: AsyncSession, tmp_path: Path
+    ) -> None:
+        # WordPress leaves a post "future" when its cron did not run at its time.
+        missed = tmp_path / "missed.xml"
+        text = SITE.read_text(encoding="utf-8")
+        missed.write_text(
+            text.replace("2099-01-01 10:30:00", "2020-01-01 10:30:00").replace(
+                "2099-01-01 06:00:00", "2020-01-01 06:00:00"
+            ),
+            encoding="utf-8",
+        )
+        report = await run_import(session, missed)
+        assert report.tallies["articles"].failed == FIRST_RUN["articles"][-1]
+        post = await article(session, 103)
+        assert post.status == ArticleStatus.published
+        assert post.published_at == datetime(2020, 1, 1, 6, 0, tzinfo=UTC)
+
     async def test_statuses_and_dates_follow_wordpress(self, session: AsyncSession) -> None:
         await run_import(session)
         draft = await article(session, 102)

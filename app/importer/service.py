@@ -598,13 +598,18 @@ class _Importer:
         comment_status = (
             CommentStatus.closed if item.comment_status == "closed" else CommentStatus.open
         )
+        published_at = wxr.wp_time(item.date_gmt, local, self.zone)
+        if status == ArticleStatus.scheduled and published_at and published_at <= utcnow():
+            # WordPress leaves a post "future" when its schedule was missed; its time has
+            # come, so it is published, as WordPress would once its cron ran.
+            status = ArticleStatus.published
         return ArticleCreate(
             title=_title(item.title),
             slug=_article_slug(item.post_name),
             excerpt=item.excerpt.strip() or None,
             body=wxr.wpautop(item.content),
             status=status,
-            published_at=wxr.wp_time(item.date_gmt, local, self.zone),
+            published_at=published_at,
             category_id=category_ids[0] if category_ids else None,
             category_ids=category_ids[1:],
             tags=tag_slugs,
