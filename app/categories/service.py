@@ -7,16 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Integer,
-    case,
-    func,
-    inspect,
-    literal_column,
-    or_,
-    select,
-)
+from sqlalchemy import ColumnElement, Integer, case, func, inspect, literal_column, or_, select
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
