@@ -45,6 +45,7 @@ from app.core.errors import (
     TooManyRequests,
 )
 from app.core.html import count_links, render_comment
+from app.core.problems import title_of
 from app.core.ratelimit import RateLimiter, Verdict
 from app.core.text import name_key
 from app.outbox import events
@@ -57,13 +58,13 @@ ANONYMOUS = "Anonymous"
 class CommentsClosed(DomainError):
     status = 403
     type = "comments-closed"
-    title = "Comments are closed"
+    title = title_of(type, status)
 
 
 class EditWindowClosed(DomainError):
     status = 403
     type = "edit-window-closed"
-    title = "The edit window has closed"
+    title = title_of(type, status)
 
 
 # --- counting ----------------------------------------------------------------------------

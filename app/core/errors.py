@@ -113,13 +113,13 @@ class DomainError(Exception):
 class NotFound(DomainError):
     status = 404
     type = "not-found"
-    title = "Not found"
+    title = title_of(type, status)
 
 
 class Unauthorized(DomainError):
     status = 401
     type = "unauthorized"
-    title = "Authentication required"
+    title = title_of(type, status)
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
@@ -128,31 +128,31 @@ class Unauthorized(DomainError):
 class Forbidden(DomainError):
     status = 403
     type = "forbidden"
-    title = "Forbidden"
+    title = title_of(type, status)
 
 
 class Conflict(DomainError):
     status = 409
     type = "conflict"
-    title = "Conflict"
+    title = title_of(type, status)
 
 
 class PreconditionFailed(DomainError):
     status = 412
     type = "precondition-failed"
-    title = "Precondition failed"
+    title = title_of(type, status)
 
 
 class InvalidInput(DomainError):
     status = 422
     type = "validation-error"
-    title = "Invalid input"
+    title = title_of(type, status)
 
 
 class TooManyRequests(DomainError):
     status = 429
     type = "rate-limited"
-    title = "Too many requests"
+    title = title_of(type, status)
 
     def __init__(self, detail: str | None = None, *, retry_after: int) -> None:
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
@@ -161,7 +161,7 @@ class TooManyRequests(DomainError):
 class ServiceUnavailable(DomainError):
     status = 503
     type = "service-unavailable"
-    title = "Service unavailable"
+    title = title_of(type, status)
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 5) -> None:
         super().__init__(detail, headers={"Retry-After": str(retry_after)})
@@ -208,7 +208,6 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return problem_response(
         422,
         type_="validation-error",
-        title="Invalid input",
         detail=f"Check these fields: {fields}." if fields else None,
         errors=errors,
     )
@@ -227,7 +226,6 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return problem_response(
             422,
             type_="validation-error",
-            title="Invalid input",
             detail="The body is not valid JSON.",
             errors=[
                 {
@@ -278,7 +276,6 @@ def _unavailable(detail: str) -> Response:
     return problem_response(
         503,
         type_="service-unavailable",
-        title="Service unavailable",
         detail=detail,
         headers={"Retry-After": "5"},
     )

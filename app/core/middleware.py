@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import problem_response
 from app.core.logging import request_id_var
+from app.core.problems import title_of
 
 access_log = logging.getLogger("app.access")
 
@@ -107,12 +108,13 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-async def _send_problem(send: Send, status: int, type_: str, title: str, detail: str) -> None:
-    for message in _problem(status, type_, title, detail):
+async def _send_problem(send: Send, status: int, type_: str, detail: str) -> None:
+    for message in _problem(status, type_, detail):
         await send(message)
 
 
-def _problem(status: int, type_: str, title: str, detail: str) -> tuple[Message, Message]:
+def _problem(status: int, type_: str, detail: str) -> tuple[Message, Message]:
+    title = title_of(type_, status)
     body = orjson.dumps(
         {"type": f"/problems/{type_}", "title": title, "status": status, "detail": detail}
     )
@@ -167,7 +169,6 @@ class RequestGuardMiddleware:
                 send,
                 422,
                 "validation-error",
-                "Invalid input",
                 "NUL characters are not allowed in addresses.",
             )
             return
@@ -182,7 +183,6 @@ class RequestGuardMiddleware:
             for message in _problem(
                 413,
                 "payload-too-large",
-                "Payload too large",
                 f"Bodies are limited to {limit} bytes.",
             ):
                 await send(message)
@@ -191,9 +191,7 @@ class RequestGuardMiddleware:
         has_body = declared not in (None, "0") or "transfer-encoding" in headers
         is_json = media == "application/json" or media.endswith("+json")
         if has_body and is_json and path in self.form_hints:
-            await _send_problem(
-                send, 415, "unsupported-media-type", "Unsupported media type", self.form_hints[path]
-            )
+            await _send_problem(send, 415, "unsupported-media-type", self.form_hints[path])
             return
         if (
             has_body
@@ -205,7 +203,6 @@ class RequestGuardMiddleware:
                 send,
                 415,
                 "unsupported-media-type",
-                "Unsupported media type",
                 "Send the body as application/json.",
             )
             return
@@ -225,7 +222,6 @@ class RequestGuardMiddleware:
                             send,
                             413,
                             "payload-too-large",
-                            "Payload too large",
                             f"Bodies are limited to {limit} bytes.",
                         )
                         return
@@ -236,7 +232,6 @@ class RequestGuardMiddleware:
                 send,
                 408,
                 "request-timeout",
-                "Request timeout",
                 f"The body must arrive within {self.body_timeout:g} seconds.",
             )
             return
