@@ -343,6 +343,60 @@ class Settings(BaseSettings):
             raise ValueError(f"CDN_PURGE={self.cdn_purge} needs {', '.join(missing)}")
         return self
 
+    # The media library (app/media): where uploads go, what they may be, and their addresses.
+    media_storage: Literal["local", "s3"] = Field(
+        "local", description="Where uploaded files are kept: this machine's disk, or S3."
+    )
+    media_root: Path = Field(
+        PROJECT_ROOT / "var" / "media",
+        description="MEDIA_STORAGE=local: the folder that holds uploads and renditions.",
+    )
+    media_base_url: str | None = Field(
+        None,
+        description="Absolute base URL that stored files are read from (a CDN in front of "
+        "the bucket or of /media). Unset: PUBLIC_BASE_URL/media, else http://HOST:PORT/media "
+        "for local storage, and the bucket's own address for S3.",
+    )
+    media_max_bytes: int = Field(
+        26_214_400, ge=1024, le=1_073_741_824, description="Largest upload accepted (413)."
+    )
+    media_max_pixels: int = Field(
+        60_000_000,
+        ge=10_000,
+        le=1_000_000_000,
+        description="Largest image accepted, in pixels (all frames of an animation counted): "
+        "a small file that decodes to more is refused as a decompression bomb.",
+    )
+    media_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Uploads decoded and resized at once per worker; each 24-megapixel photo "
+        "holds about 100 MB while it is worked on.",
+    )
+    media_jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG and WebP renditions.")
+    media_s3_bucket: str | None = Field(None, max_length=63)
+    media_s3_prefix: str = Field("", max_length=200, description="Put before every key.")
+    media_s3_endpoint_url: str | None = Field(
+        None, description="An S3-compatible server (MinIO, R2, ...); unset: AWS."
+    )
+    media_s3_region: str = "us-east-1"
+    media_s3_access_key_id: str | None = None
+    media_s3_secret_access_key: SecretStr | None = None
+
+    @field_validator("media_base_url", "media_s3_endpoint_url")
+    @classmethod
+    def _absolute_media_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _base_url("MEDIA_BASE_URL / MEDIA_S3_ENDPOINT_URL", value)
+
+    @model_validator(mode="after")
+    def _bucket_named(self) -> Settings:
+        if self.media_storage == "s3" and not self.media_s3_bucket:
+            raise ValueError("MEDIA_STORAGE=s3 needs MEDIA_S3_BUCKET")
+        return self
+
     hsts: bool = Field(False, description="Send Strict-Transport-Security (behind TLS only).")
     log_level: str = "INFO"
     site_name: str = "Newsroom"
