@@ -123,4 +123,9 @@ class LocalStorage:
 
 
 def create_storage(settings: Settings) -> Storage:
+    if settings.media_storage == "s3":
+        # Imported here: app.media.s3 imports this module, and local storage never needs it.
+        from app.media.s3 import S3Storage
+
+        return S3Storage.from_settings(settings)
     return LocalStorage(settings.media_root, local_base_url(settings))
