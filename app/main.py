@@ -47,6 +47,9 @@ from app.core.ratelimit import RateLimiter
 from app.core.security import Passwords
 from app.feeds.router import router as feeds_router
 from app.mail.router import router as mail_router
+from app.media.router import files as media_files_router
+from app.media.router import router as media_router
+from app.media.service import Library
 from app.outbox import worker as outbox_worker
 from app.tags.router import router as tags_router
 from app.users.authors import router as authors_router
@@ -75,6 +78,9 @@ Public reads need no token. Newsroom writes take `Authorization: Bearer <token>`
 Every error is `application/problem+json` (RFC 9457).
 """
 
+
+# Room for an upload's form fields and multipart framing beside the file (MEDIA_MAX_BYTES).
+MEDIA_FORM_BYTES = 65_536
 
 # Public reads that the response cache may serve (anonymous GETs only).
 CACHED_PREFIXES = (
@@ -175,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await outbox_worker.stop(worker)
+            await app.state.media.storage.aclose()
             await engine.dispose()
             if readers is not engine:
                 await readers.dispose()
@@ -191,6 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.listing_memo = ListingMemo()
+    app.state.media = Library(settings)
     install_error_handlers(app)
     install_docs(app)
     app.include_router(health_router)
@@ -208,6 +216,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(authors_router)
     app.include_router(feeds_router)
     app.include_router(webhooks_router)
+    app.include_router(media_router)
+    app.include_router(media_files_router)
 
     app.router.redirect_slashes = False  # done by the 404 handler, without the Host header
     app.state.cache_clock = clock
@@ -250,7 +260,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestGuardMiddleware,
         max_body=settings.max_body_bytes,
         limits=[
-            (re.compile(r"^/api/v1/(articles/\d+/)?comments"), settings.comment_max_body_bytes)
+            (
+                re.compile(r"^/api/v1/(articles/\d+/)?comments"),
+                settings.comment_max_body_bytes,
+                None,
+            ),
+            # The file and the form around it.
+            (
+                re.compile(r"^/api/v1/media$"),
+                settings.media_max_bytes + MEDIA_FORM_BYTES,
+                settings.media_body_timeout_seconds,
+            ),
         ],
         form_paths={
             # The usual first try at logging in: say what it takes, and what a long-lived
@@ -261,6 +281,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "does not expire unless asked to.",
             "/api/v1/comments/unsubscribe": "Send the one-click unsubscribe as a form "
             "(application/x-www-form-urlencoded), not JSON.",
+            "/api/v1/media": None,
         },
         body_timeout=settings.body_timeout_seconds,
     )

@@ -6,6 +6,7 @@ from app.categories.models import Category
 from app.comments.models import Comment
 from app.core.db import Base
 from app.core.idempotency import IdempotentResponse
+from app.media.models import Media
 from app.outbox.models import Delivery
 from app.tags.models import Tag
 from app.users.models import User
@@ -21,6 +22,7 @@ __all__ = [
     "Correction",
     "Delivery",
     "IdempotentResponse",
+    "Media",
     "Revision",
     "Tag",
     "User",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -124,6 +125,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         # No background outbox polling racing each test's table cleanup; the webhook and
         # mail tests switch it on or drive the worker themselves.
         "webhook_worker": False,
+        # Uploaded files of each app in a folder of their own, never the project's var/media.
+        "media_root": Path(tempfile.gettempdir()) / f"newsroom-media-{uuid.uuid4().hex[:12]}",
     }
     values.update(overrides)
     return Settings(**values)

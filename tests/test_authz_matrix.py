@@ -90,6 +90,12 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/sitemaps/articles-{page}.xml"): "public",
     ("GET", "/api/v1/comments/unsubscribe"): "public",
     ("POST", "/api/v1/comments/unsubscribe"): "public",
+    ("GET", "/api/v1/media"): "reads-token",
+    ("GET", "/api/v1/media/{media_id}"): "reads-token",
+    ("POST", "/api/v1/media"): "scope:media:write",
+    ("PATCH", "/api/v1/media/{media_id}"): "scope:media:write",
+    ("DELETE", "/api/v1/media/{media_id}"): "scope:media:write",
+    ("GET", "/media/{key:path}"): "public",
     ("GET", "/api/v1/webhooks"): "scope:webhooks:manage",
     ("POST", "/api/v1/webhooks"): "scope:webhooks:manage",
     ("GET", "/api/v1/webhooks/{webhook_id}"): "scope:webhooks:manage",
@@ -104,9 +110,10 @@ RULES: dict[tuple[str, str], str] = {
 PRINCIPALS = ("none", "author", "editor", "admin", "narrow", "revoked", "expired")
 ROLE_OF = {"author": Role.author, "editor": Role.editor, "admin": Role.admin}
 ROLE_SCOPES = {
-    "author": {"articles:read", "articles:write", "tokens:write"},
+    "author": {"articles:read", "articles:write", "media:write", "tokens:write"},
     "editor": {
-        "articles:read", "articles:write", "categories:write", "comments:moderate", "tokens:write",
+        "articles:read", "articles:write", "media:write", "categories:write", "comments:moderate",
+        "tokens:write",
     },
     "narrow": {"comments:moderate"},
 }  # fmt: skip

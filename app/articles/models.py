@@ -95,6 +95,9 @@ class Article(Base):
     source_url: Mapped[str | None] = mapped_column(String(2048))
     featured_image_url: Mapped[str | None] = mapped_column(String(2048))
     featured_image_caption: Mapped[str | None] = mapped_column(String(500))
+    featured_media_id: Mapped[int | None] = mapped_column(
+        ForeignKey("media.id", ondelete="SET NULL"), index=True
+    )
     category_id: Mapped[int | None] = mapped_column(
         ForeignKey("categories.id", ondelete="RESTRICT")
     )

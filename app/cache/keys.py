@@ -11,6 +11,8 @@ purge there drops the same pages.
   public comments change.
 - `category:{id}`, `tag:{id}`, `author:{id}`: pages showing its name, slug or profile; when it
   changes.
+- `media:{id}`: pages showing that image (its alt text, credit, caption or crops); when it
+  changes or goes.
 - `listings`: every list of articles, feed, sitemap and count; when which articles a list
   holds, or their order, changes.
 - `search`: lists with `q=`; when a public article's text changes.
@@ -58,6 +60,10 @@ def tag(tag_id: int) -> str:
 
 def author(user_id: int) -> str:
     return f"author:{user_id}"
+
+
+def media(media_id: int) -> str:
+    return f"media:{media_id}"
 
 
 def label(response: Response, keys: Iterable[str]) -> Response:

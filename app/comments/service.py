@@ -47,7 +47,7 @@ from app.core.errors import (
 from app.core.html import count_links, render_comment
 from app.core.problems import title_of
 from app.core.ratelimit import RateLimiter, Verdict
-from app.core.text import name_key
+from app.core.text import contains, name_key
 from app.outbox import events
 from app.users.models import User
 from app.webhooks import service as webhooks
@@ -774,7 +774,7 @@ async def moderation_queue(
     if article_id is not None:
         query = query.where(Comment.article_id == article_id)
     if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        pattern = contains(q)
         query = query.where(
             or_(
                 Comment.content_source.ilike(pattern, escape="\\"),

@@ -360,6 +360,9 @@ class Settings(BaseSettings):
     media_max_bytes: int = Field(
         26_214_400, ge=1024, le=1_073_741_824, description="Largest upload accepted (413)."
     )
+    media_body_timeout_seconds: float = Field(
+        120.0, gt=0, le=3600, description="An upload must arrive within this (408)."
+    )
     media_max_pixels: int = Field(
         60_000_000,
         ge=10_000,

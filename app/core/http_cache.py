@@ -27,6 +27,9 @@ IfMatch = Annotated[
     ),
 ]
 NO_STORE_PATHS = ("/healthz", "/readyz", "/metrics")
+# Stored files: immutable, possibly large, and answered with their own validators; buffering
+# and hashing them here would cost a copy of each.
+UNTOUCHED_PATHS = ("/media/",)
 
 
 def body_digest(body: bytes) -> str:
@@ -114,7 +117,11 @@ class HttpCacheMiddleware:
         self.surrogate = f"max-age={surrogate_max_age}" if surrogate_max_age else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "HEAD")
+            or scope["path"].startswith(UNTOUCHED_PATHS)
+        ):
             await self.app(scope, receive, send)
             return
         # Raw header lists, read in one pass: this runs on every read, cache hits included.

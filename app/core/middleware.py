@@ -140,24 +140,27 @@ class RequestGuardMiddleware:
         app: ASGIApp,
         *,
         max_body: int,
-        limits: list[tuple[re.Pattern[str], int]],
-        form_paths: dict[str, str],
+        limits: list[tuple[re.Pattern[str], int, float | None]],
+        form_paths: dict[str, str | None],
         body_timeout: float = 10.0,
     ) -> None:
-        """`form_paths`: the routes that take a form instead of JSON, each with what to tell
-        a client that sends them JSON."""
+        """`limits`: (path pattern, largest body, seconds it may take or None for
+        `body_timeout`) for routes whose bodies differ from the rest (comments are smaller,
+        uploads larger). `form_paths`: the routes that take a form instead of JSON, each
+        with what to tell a client that sends them JSON (None: the route tells it, once
+        the caller's token has been checked)."""
         self.app = app
         self.body_timeout = body_timeout
         self.max_body = max_body
         self.limits = limits
         self.form_paths = tuple(form_paths)
-        self.form_hints = form_paths
+        self.form_hints = {path: hint for path, hint in form_paths.items() if hint}
 
-    def _limit(self, path: str) -> int:
-        for pattern, limit in self.limits:
+    def _limit(self, path: str) -> tuple[int, float]:
+        for pattern, limit, timeout in self.limits:
             if pattern.match(path):
-                return limit
-        return self.max_body
+                return limit, timeout or self.body_timeout
+        return self.max_body, self.body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,7 +180,7 @@ class RequestGuardMiddleware:
             return
         headers = Headers(scope=scope)
         path: str = scope["path"]
-        limit = self._limit(path)
+        limit, timeout = self._limit(path)
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             for message in _problem(
@@ -207,11 +210,11 @@ class RequestGuardMiddleware:
             )
             return
 
-        # Bodies are small (a MiB at most): read it here, whole, under a size cap and a
-        # deadline, then hand the app a replay of it.
+        # Read the body here, whole, under a size cap and a deadline, then hand the app a
+        # replay of it (a MiB for most routes; uploads up to MEDIA_MAX_BYTES).
         body = bytearray()
         try:
-            async with asyncio.timeout(self.body_timeout):
+            async with asyncio.timeout(timeout):
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
@@ -232,7 +235,7 @@ class RequestGuardMiddleware:
                 send,
                 408,
                 "request-timeout",
-                f"The body must arrive within {self.body_timeout:g} seconds.",
+                f"The body must arrive within {timeout:g} seconds.",
             )
             return
         replayed = False

@@ -70,6 +70,26 @@ CATALOGUE: dict[str, tuple[int, str, str]] = {
         "Unsupported media type",
         "Writes take `application/json`; logging in and one-click unsubscribes take a form.",
     ),
+    "unsupported-image": (
+        415,
+        "Unsupported image type",
+        "The upload is an image, but of a type the media library does not take. It takes "
+        "JPEG, PNG, WebP and GIF (and AVIF where the server reads it), identified by the "
+        "file's content, never by its name or declared type.",
+    ),
+    "undecodable-image": (
+        422,
+        "The file is not a usable image",
+        "The upload does not decode as an image, or is damaged or truncated. Nothing was "
+        "stored; send the file again, whole.",
+    ),
+    "image-too-large": (
+        422,
+        "The image has too many pixels",
+        "Decoded, the image would exceed the server's pixel limit (MEDIA_MAX_PIXELS, in "
+        "`detail`), whatever its size in bytes: a guard against decompression bombs. Scale "
+        "it down before uploading.",
+    ),
     "cors-refused": (
         400,
         "Cross-origin request refused",

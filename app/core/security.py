@@ -39,6 +39,7 @@ class Scope(enum.StrEnum):
     privacy_manage = "privacy:manage"
     webhooks_manage = "webhooks:manage"
     metrics_read = "metrics:read"
+    media_write = "media:write"
 
 
 SCOPES: dict[str, str] = {
@@ -51,12 +52,20 @@ SCOPES: dict[str, str] = {
     Scope.privacy_manage: "Export and erase a commenter's data (GDPR requests).",
     Scope.webhooks_manage: "Register webhooks and read or retry their deliveries.",
     Scope.metrics_read: "Scrape /metrics (Prometheus): traffic, pool use, comment outcomes.",
+    Scope.media_write: "Upload images and edit or delete them (one's own; all for editors).",
 }
 
 ROLE_SCOPES: dict[Role, frozenset[str]] = {
-    Role.author: frozenset({"articles:read", "articles:write", "tokens:write"}),
+    Role.author: frozenset({"articles:read", "articles:write", "media:write", "tokens:write"}),
     Role.editor: frozenset(
-        {"articles:read", "articles:write", "categories:write", "comments:moderate", "tokens:write"}
+        {
+            "articles:read",
+            "articles:write",
+            "media:write",
+            "categories:write",
+            "comments:moderate",
+            "tokens:write",
+        }
     ),
     Role.admin: frozenset(SCOPES),
 }

@@ -72,3 +72,9 @@ def name_key(name: str) -> str:
     folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", name).casefold())
     kept = "".join(c for c in folded if unicodedata.category(c) not in ("Mn", "Cf"))
     return " ".join(kept.translate(_SEPARATORS).split())
+
+
+def contains(text: str) -> str:
+    """A LIKE pattern for "contains `text`", with `\\` as the escape (`escape="\\"`)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

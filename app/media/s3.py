@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from obstore.store import S3Store
 
 from app.core.config import Settings
-from app.media.storage import IMMUTABLE, check_key
+from app.media.storage import IMMUTABLE, check_key, s3_base_url
 
 if TYPE_CHECKING:
     from obstore.store import ClientConfig, S3Config
@@ -47,13 +47,7 @@ class S3Storage:
             config["secret_access_key"] = secret.get_secret_value()
         # Otherwise obstore's own chain: AWS_* variables, web identity, ECS, instance metadata.
         store = S3Store(bucket, config=config, client_options=client)
-        if settings.media_base_url:
-            base_url = settings.media_base_url
-        elif endpoint:
-            base_url = f"{endpoint}/{bucket}"
-        else:
-            base_url = f"https://{bucket}.s3.{settings.media_s3_region}.amazonaws.com"
-        return cls(store, prefix, base_url)
+        return cls(store, prefix, s3_base_url(settings))
 
     def object(self, key: str) -> str:
         """The object's name in the bucket: the key, after MEDIA_S3_PREFIX."""

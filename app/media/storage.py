@@ -70,6 +70,25 @@ def local_base_url(settings: Settings) -> str:
     return f"{settings.public_base_url or server_address(settings)}/media"
 
 
+def s3_base_url(settings: Settings) -> str:
+    if settings.media_base_url:
+        return settings.media_base_url
+    if settings.media_s3_endpoint_url:
+        return f"{settings.media_s3_endpoint_url}/{settings.media_s3_bucket}"
+    return f"https://{settings.media_s3_bucket}.s3.{settings.media_s3_region}.amazonaws.com"
+
+
+def files_url(settings: Settings, key: str) -> str:
+    """Where readers fetch a stored key, from the settings alone: the same on every worker
+    and instance, whatever the request, so responses that carry it can be cached. Each
+    backend's `url` is this."""
+    check_key(key)
+    if settings.media_storage == "s3":
+        prefix = settings.media_s3_prefix.strip("/")
+        return f"{s3_base_url(settings)}/{prefix + '/' if prefix else ''}{key}"
+    return f"{local_base_url(settings)}/{key}"
+
+
 class LocalStorage:
     """Files on this machine's disk, written whole to a temporary name and renamed, so a
     reader never sees half a file."""

@@ -18,7 +18,7 @@ from app.cache.publish import invalidate
 from app.core import text
 from app.core.db import utcnow
 from app.core.errors import Conflict, InvalidInput, NotFound
-from app.core.text import slugify
+from app.core.text import contains, slugify
 from app.tags.models import Tag
 from app.tags.schemas import MAX_NAME, TagCreate, TagUpdate
 
@@ -37,16 +37,12 @@ async def by_slug(session: AsyncSession, slug: str) -> Tag:
     return tag
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 async def list_page(
     session: AsyncSession, *, q: str | None, offset: int, limit: int
 ) -> tuple[list[Tag], int]:
     query = select(Tag)
     if q:
-        query = query.where(Tag.name.ilike(f"%{_escape_like(q)}%", escape="\\"))
+        query = query.where(Tag.name.ilike(contains(q), escape="\\"))
     total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = await session.scalars(query.order_by(Tag.name, Tag.id).offset(offset).limit(limit))
     return list(rows), total

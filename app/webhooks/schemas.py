@@ -15,12 +15,15 @@ WebhookEvent = Literal[
     "article.unpublished",
     "article.deleted",
     "comment.approved",
+    "media.created",
+    "media.updated",
+    "media.deleted",
 ]
 EVENTS: tuple[str, ...] = get_args(WebhookEvent)
 
 _EVENTS_DESCRIPTION = (
     "What to be told about: `article.published`, `article.updated`, `article.unpublished`, "
-    "`article.deleted`, `comment.approved`."
+    "`article.deleted`, `comment.approved`, `media.created`, `media.updated`, `media.deleted`."
 )
 
 

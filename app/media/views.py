@@ -1,0 +1,85 @@
+"""Media items as the API shows them, on their own or inside an article."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Protocol
+
+from app.core.config import Settings
+from app.media.images import WIDTHS
+from app.media.schemas import MediaPublic, MediaRef, MediaSize
+from app.media.storage import files_url
+
+_WIDTH = re.compile(r"^w\d+$")
+_WIDTH_WEBP = re.compile(r"^w\d+-webp$")
+
+
+class Shown(Protocol):
+    """What showing an image needs: the ORM `Media` or a row of the articles' read path."""
+
+    id: int
+    width: int
+    height: int
+    mime_type: str
+    alt_text: str
+    caption: str
+    credit: str
+    copyright: str
+    sizes: dict[str, Any]
+
+
+def _srcset(settings: Settings, sizes: dict[str, Any], width: int, webp: bool) -> str:
+    pattern = _WIDTH_WEBP if webp else _WIDTH
+    chosen = [size for name, size in sizes.items() if pattern.match(name)]
+    # The full image joins the set only while it is no heavier than the widest rendition.
+    full = sizes.get("full-webp" if webp else "full")
+    if full is not None and width <= WIDTHS[-1]:
+        chosen.append(full)
+    chosen.sort(key=lambda size: size["width"])
+    return ", ".join(f"{files_url(settings, s['key'])} {s['width']}w" for s in chosen)
+
+
+def _ref_fields(media: Shown, settings: Settings) -> dict[str, Any]:
+    sizes = {
+        name: MediaSize(
+            url=files_url(settings, size["key"]),
+            width=size["width"],
+            height=size["height"],
+            mime_type=size["mime_type"],
+        )
+        for name, size in media.sizes.items()
+    }
+    return {
+        "id": media.id,
+        "url": sizes["full"].url,
+        "width": media.width,
+        "height": media.height,
+        "mime_type": media.mime_type,
+        "alt_text": media.alt_text,
+        "caption": media.caption,
+        "credit": media.credit,
+        "copyright": media.copyright,
+        "sizes": sizes,
+        "srcset": _srcset(settings, media.sizes, media.width, webp=False),
+        "srcset_webp": _srcset(settings, media.sizes, media.width, webp=True),
+    }
+
+
+def ref(media: Shown, settings: Settings) -> MediaRef:
+    return MediaRef.model_construct(**_ref_fields(media, settings))
+
+
+def public(media: Any, settings: Settings) -> MediaPublic:
+    return MediaPublic.model_construct(
+        **_ref_fields(media, settings),
+        title=media.title,
+        description=media.description,
+        source_url=media.source_url,
+        focal_x=media.focal_x,
+        focal_y=media.focal_y,
+        file_size=media.file_size,
+        taken_at=media.taken_at,
+        uploader_id=media.uploader_id,
+        created_at=media.created_at,
+        updated_at=media.updated_at,
+    )
