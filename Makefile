@@ -69,7 +69,7 @@ ARTICLES ?= 10000
 COMMENTS ?= 100000
 BENCH_DATABASE_URL ?= $(or $(DATABASE_URL),postgresql+asyncpg://postgres@127.0.0.1:5432/bench)
 
-.PHONY: bench-data bench bench-growth bench-large bench-mixed
+.PHONY: bench-data bench bench-growth bench-large bench-mixed bench-media
 
 bench-data: install
 	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.generate \
@@ -88,3 +88,7 @@ bench-large: install
 # Reads while comments arrive (2, 20, 100/s), two instances on one database, a write flood.
 bench-mixed: install
 	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python -m bench.run mixed
+
+# Renditions of a 24-megapixel JPEG, and uploads through the service; needs no PostgreSQL.
+bench-media: install
+	$(BIN)/python -m bench.run media

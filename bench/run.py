@@ -4,6 +4,7 @@
     make bench-growth               # python -m bench.run growth --sizes 10000,100000
     make bench-large                # ... --sizes 10000,100000,1000000
     make bench-mixed                # python -m bench.run mixed (see bench/mixed.py)
+    make bench-media                # python -m bench.run media (see bench/media.py)
 
 `make bench` uses the PostgreSQL database in $BENCH_DATABASE_URL (else $DATABASE_URL, else
 postgresql+asyncpg://postgres@127.0.0.1:5432/bench), filled by `make bench-data` (or, when it
@@ -1193,7 +1194,12 @@ def main(argv: list[str] | None = None) -> int:
     mix.add_argument(
         "--parts", default="mixed,instances,flood", help="any of mixed, instances, flood"
     )
+    sub.add_parser("media", help="image renditions and uploads (SQLite of its own)")
     args = parser.parse_args(argv)
+    if args.command == "media":
+        from bench import media
+
+        return media.run(args)
     if not args.database_url.startswith("postgresql"):
         parser.error("the benchmark runs on PostgreSQL: give a postgresql+asyncpg:// URL")
     if args.command == "growth":
