@@ -6,6 +6,7 @@ without touching this file."""
 
 from __future__ import annotations
 
+import io
 import re
 import typing
 from typing import Any
@@ -14,6 +15,7 @@ import annotated_types
 import httpx
 import pytest
 from fastapi import FastAPI
+from PIL import Image
 from pydantic.fields import FieldInfo
 from sqlalchemy import String
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,6 +26,7 @@ from app.auth.models import ApiToken
 from app.categories.models import Category
 from app.comments.models import Comment
 from app.core.schemas import InputModel
+from app.media.models import Media
 from app.tags.models import Tag
 from app.users.models import Role, User
 from app.webhooks.models import Webhook
@@ -94,7 +97,16 @@ class TestNulCharacters:
             json={"author_name": "R", "author_email": "r@example.com", "content": "Hello"},
         )
         assert posted.status_code == 201, posted.text
+        image = io.BytesIO()
+        Image.new("RGB", (40, 30)).save(image, "PNG")
+        uploaded = await client.post(
+            "/api/v1/media",
+            files={"file": ("a.png", image.getvalue(), "image/png")},
+            headers=bearer(token),
+        )
+        assert uploaded.status_code == 201, uploaded.text
         ids = {
+            "media_id": uploaded.json()["id"],
             "article_id": article.id,
             "category_id": category.id,
             "tag_id": tag.id,
@@ -111,7 +123,11 @@ class TestNulCharacters:
         refused, failures = [], []
         for method, path, media_type, field, value in cases:
             url = re.sub(r"{(\w+)}", lambda m: str(ids[m.group(1)]), path)
-            sent = {"json": {field: value}} if media_type == JSON else {"data": {field: value}}
+            sent: dict[str, Any] = (
+                {"json": {field: value}} if media_type == JSON else {"data": {field: value}}
+            )
+            if media_type == "multipart/form-data" and field != "file":
+                sent["files"] = {"file": ("a.png", image.getvalue(), "image/png")}
             response = await client.request(method, url, headers=bearer(token), **sent)
             label = f"{method} {path} {field}"
             if response.status_code != 422:
@@ -161,6 +177,8 @@ def _tables() -> dict[str, tuple[type[Any] | None, dict[str, str | None]]]:
         "LoginForm": (None, {}),
         "WebhookCreate": (Webhook, {}),
         "WebhookUpdate": (Webhook, {}),
+        "MediaUpload": (Media, {}),
+        "MediaUpdate": (Media, {}),
     }
 
 

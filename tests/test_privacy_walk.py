@@ -62,6 +62,8 @@ def path_values(article: Article, comment_id: int) -> dict[str, Any]:
         "problem": "rate-limited",
         "webhook_id": 1,
         "delivery_id": "00000000-0000-0000-0000-000000000000",
+        "media_id": 1,
+        "key": "2026/12/0000000000000000/none.jpg",
     }
 
 

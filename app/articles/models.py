@@ -21,6 +21,7 @@ from app.core.db import Base, utcnow
 
 if TYPE_CHECKING:
     from app.categories.models import Category
+    from app.media.models import Media
     from app.tags.models import Tag
     from app.users.models import User
 
@@ -117,6 +118,11 @@ class Article(Base):
     )
     tags: Mapped[list[Tag]] = relationship(
         secondary=article_tags, lazy="raise", order_by="Tag.name"
+    )
+    featured_media: Mapped[Media | None] = relationship(lazy="raise")
+    # Written by the service from the body's <img data-media-id> (app.media.models).
+    body_media: Mapped[list[Media]] = relationship(
+        secondary="article_media", lazy="raise", viewonly=True, order_by="Media.id"
     )
     corrections: Mapped[list[Correction]] = relationship(
         lazy="raise",

@@ -45,6 +45,8 @@ from app.articles.queries import is_public
 from app.categories.models import Category
 from app.categories.service import MAX_DEPTH
 from app.core.db import UTCDateTime
+from app.media.models import Media, article_media
+from app.media.views import SHOWN_COLUMNS, MediaRow
 from app.tags.models import Tag
 from app.users.models import User
 
@@ -108,13 +110,16 @@ class ArticleRow:
     word_count: int
     comment_count: int
     version: int
+    featured_media_id: int | None
     author: AuthorRow
     category: RefRow | None
+    featured_media: MediaRow | None = None
     body: str = ""
     has_corrections: bool = False
     tags: list[RefRow] = field(default_factory=list)
     categories: list[RefRow] = field(default_factory=list)
     corrections: list[CorrectionRow] = field(default_factory=list)
+    body_media: list[MediaRow] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -134,11 +139,12 @@ _u = User.__table__.c
 _c = _CATEGORIES.c
 _t = _TAGS.c
 _k = Correction.__table__.c
+_MEDIA = Media.__table__
 _SCALARS = (
     *("id", "number", "slug", "title", "kicker", "excerpt", "status", "published_at"),
     *("created_at", "updated_at", "author_id", "byline", "source_name", "source_url"),
     *("featured_image_url", "featured_image_caption", "category_id", "comment_status"),
-    *("comments_close_at", "word_count", "comment_count", "version"),
+    *("comments_close_at", "word_count", "comment_count", "version", "featured_media_id"),
 )
 _JOINED = (
     _u.display_name.label("author_display_name"),
@@ -146,9 +152,12 @@ _JOINED = (
     _u.avatar_url.label("author_avatar_url"),
     _c.name.label("category_name"),
     _c.slug.label("category_slug"),
+    *(_MEDIA.c[name].label(f"featured_{name}") for name in SHOWN_COLUMNS),
 )
-_FROM = _ARTICLES.join(User.__table__, _u.id == _a.author_id).outerjoin(
-    _CATEGORIES, _c.id == _a.category_id
+_FROM = (
+    _ARTICLES.join(User.__table__, _u.id == _a.author_id)
+    .outerjoin(_CATEGORIES, _c.id == _a.category_id)
+    .outerjoin(_MEDIA, _MEDIA.c.id == _a.featured_media_id)
 )
 LIST_COLUMNS: tuple[Any, ...] = (*(_a[name] for name in _SCALARS), *_JOINED)
 _NOW = bindparam("now", type_=UTCDateTime())
@@ -168,6 +177,11 @@ def _row(row: Any, *, body: bool = False) -> ArticleRow:
         category=(
             RefRow(category_id, m["category_name"], m["category_slug"])
             if category_id is not None
+            else None
+        ),
+        featured_media=(
+            MediaRow(*(m[f"featured_{name}"] for name in SHOWN_COLUMNS))
+            if m["featured_id"] is not None
             else None
         ),
         body=m["body"] if body else "",
@@ -316,14 +330,27 @@ async def _surrounding(
     return tags, categories, Surroundings(crumbs, around.get("p"), around.get("n"))
 
 
+_BODY_MEDIA = (
+    select(*(_MEDIA.c[name] for name in SHOWN_COLUMNS))
+    .join(article_media, article_media.c.media_id == _MEDIA.c.id)
+    .where(article_media.c.article_id == bindparam("article_id", type_=Integer()))
+    .order_by(_MEDIA.c.id)
+)
+
+
 async def complete(db: AsyncConnection, article: ArticleRow, now: datetime) -> Surroundings:
-    """Fill in the article's tags, categories and corrections; return what surrounds it."""
+    """Fill in the article's tags, categories, corrections and body images; return what
+    surrounds it."""
     article.tags, article.categories, around = await _surrounding(
         db, article.id, article.category_id, article.published_at, now
     )
     if article.has_corrections:
         found = await db.execute(_CORRECTIONS, {"article_id": article.id})
         article.corrections = [CorrectionRow(*row) for row in found]
+    # Only pages whose body shows library images pay for the query.
+    if "data-media-id" in article.body:
+        shown = await db.execute(_BODY_MEDIA, {"article_id": article.id})
+        article.body_media = [MediaRow(*row) for row in shown]
     return around
 
 

@@ -8,6 +8,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from app.articles.models import ArticleStatus, CommentStatus, CorrectionKind
 from app.core.dates import in_utc
 from app.core.schemas import Id, InputModel, Slug, WebUrl
+from app.media.schemas import MediaRef
 
 TITLE_MAX = 300
 Title = Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
@@ -54,6 +55,12 @@ class _ArticleFields(InputModel):
     source_url: WebUrl | None = None
     featured_image_url: WebUrl | None = None
     featured_image_caption: Caption | None = None
+    featured_media_id: Id | None = Field(
+        None,
+        description="A media library item as the featured image (its alt text is required "
+        "once the article is published); `featured_image_url` stays for images hosted "
+        "elsewhere.",
+    )
     category_id: Id | None = Field(None, description="The primary category (the page's).")
     category_ids: CategoryIds = Field(default_factory=list)
     tags: TagList = Field(default_factory=list)
@@ -90,6 +97,7 @@ class ArticleUpdate(InputModel):
     source_url: WebUrl | None = None
     featured_image_url: WebUrl | None = None
     featured_image_caption: Caption | None = None
+    featured_media_id: Id | None = None
     category_id: Id | None = None
     category_ids: CategoryIds | None = None
     tags: TagList | None = None
@@ -170,6 +178,10 @@ class ArticleListItem(_Out):
     source_url: str | None
     featured_image_url: str | None
     featured_image_caption: str | None
+    featured_media_id: int | None
+    featured_media: MediaRef | None = Field(
+        description="The featured image from the media library, with its credit and sizes."
+    )
     word_count: int
     reading_minutes: int
     comment_count: int = Field(description="Approved comments.")
@@ -182,6 +194,10 @@ class ArticleListItem(_Out):
 
 class ArticleDetail(ArticleListItem):
     body: str
+    body_media: list[MediaRef] = Field(
+        description="The media library images the body shows (`<img data-media-id>`), with "
+        "their credits, for rendering each one's caption and credit."
+    )
     categories: list[CategoryRef] = Field(description="Every category, the primary included.")
     breadcrumbs: list[CategoryRef] = Field(description="The primary category's path from the root.")
     corrections: list[CorrectionOut]

@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    insert,
     not_,
     or_,
     select,
@@ -53,6 +54,7 @@ from app.core.errors import Conflict, Forbidden, InvalidInput, NotFound, Unautho
 from app.core.html import (
     EMBED_PROVIDERS,
     excerpt_of,
+    media_ids,
     plain_text,
     sanitize_article_html,
     word_count,
@@ -60,6 +62,7 @@ from app.core.html import (
 from app.core.schemas import MAX_ID
 from app.core.security import Principal
 from app.core.text import slugify, unique_slug
+from app.media.models import Media, article_media
 from app.outbox import events
 from app.tags import service as tags
 from app.tags.models import Tag
@@ -98,6 +101,8 @@ PLACE_FIELDS = frozenset({"status", "published_at", "category_id"})
 DETAIL_OPTIONS = (
     joinedload(Article.author),
     joinedload(Article.category),
+    joinedload(Article.featured_media),
+    selectinload(Article.body_media),
     selectinload(Article.tags),
     selectinload(Article.categories),
     selectinload(Article.corrections),
@@ -292,6 +297,7 @@ async def _resolve_author(
 
 
 _PLAIN_FIELDS = (
+    "featured_media_id",
     "kicker",
     "status",
     "published_at",
@@ -362,6 +368,52 @@ async def _apply(
     article.updated_at = now
 
 
+async def _check_media(session: AsyncSession, article: Article, now: datetime) -> None:
+    """The media an article shows exist, and have alt text once the article is public or
+    announced (a published page must not show an image without one)."""
+    body_ids = media_ids(article.body)
+    wanted = set(body_ids) | ({article.featured_media_id} if article.featured_media_id else set())
+    if not wanted:
+        return
+    rows = await session.execute(select(Media.id, Media.alt_text).where(Media.id.in_(wanted)))
+    found: dict[int, str] = {media_id: alt for media_id, alt in rows}
+    if article.featured_media_id and article.featured_media_id not in found:
+        raise InvalidInput(f"No media item {article.featured_media_id}.", field="featured_media_id")
+    missing = [i for i in body_ids if i not in found]
+    if missing:
+        raise InvalidInput(
+            f"The body shows media item {missing[0]}, which does not exist.", field="body"
+        )
+    if article.status not in LIVE:
+        return
+    if article.featured_media_id and not found[article.featured_media_id].strip():
+        raise InvalidInput(
+            f"Media item {article.featured_media_id} has no alt text: add it "
+            f"(PATCH /api/v1/media/{article.featured_media_id}) before publishing.",
+            field="featured_media_id",
+        )
+    bare = [i for i in body_ids if not found[i].strip()]
+    if bare:
+        raise InvalidInput(
+            f"Media item {bare[0]} in the body has no alt text: add it before publishing.",
+            field="body",
+        )
+
+
+async def _record_body_media(session: AsyncSession, article: Article, before: str | None) -> None:
+    """Keep `article_media` in step with the body, so a photo still shown cannot be deleted."""
+    now_ids = media_ids(article.body)
+    if before is not None and media_ids(before) == now_ids:
+        return
+    if before is not None:
+        await session.execute(delete(article_media).where(article_media.c.article_id == article.id))
+    if now_ids:
+        await session.execute(
+            insert(article_media),
+            [{"article_id": article.id, "media_id": media_id} for media_id in now_ids],
+        )
+
+
 async def create(
     session: AsyncSession,
     data: ArticleCreate,
@@ -385,8 +437,10 @@ async def create(
         created_at=now,
     )
     await _apply(session, article, data.model_dump(), principal, now, embeds)
+    await _check_media(session, article, now)
     session.add(article)
     await session.flush()
+    await _record_body_media(session, article, None)
     await search.index(session, article)
     await events.article_written(session, article, None, now)
     await invalidation.changed(session, None, invalidation.Place.of(article, now), now)
@@ -410,8 +464,11 @@ async def update(
     neighbours: set[str] = set()
     if PLACE_FIELDS & changes.keys():
         neighbours = await invalidation.neighbours_before(session, place, now)
+    body_before = article.body
     await _apply(session, article, changes, principal, now, embeds)
+    await _check_media(session, article, now)
     await session.flush()
+    await _record_body_media(session, article, body_before)
     await search.index(session, article)
     await events.article_written(session, article, before, now)
     await invalidation.changed(

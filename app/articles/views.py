@@ -20,6 +20,7 @@ from app.cache import keys
 from app.core.config import Settings
 from app.core.html import reading_minutes
 from app.core.urls import article_url
+from app.media import views as media
 
 
 def _list_fields(article: service.Shown, settings: Settings, now: datetime) -> dict[str, Any]:
@@ -44,6 +45,10 @@ def _list_fields(article: service.Shown, settings: Settings, now: datetime) -> d
         "source_url": article.source_url,
         "featured_image_url": article.featured_image_url,
         "featured_image_caption": article.featured_image_caption,
+        "featured_media_id": article.featured_media_id,
+        "featured_media": (
+            media.ref(article.featured_media, settings) if article.featured_media else None
+        ),
         "word_count": article.word_count,
         "reading_minutes": reading_minutes(article.word_count),
         "comment_count": article.comment_count,
@@ -67,6 +72,7 @@ def detail(
 ) -> ArticleDetail:
     fields = _list_fields(article, settings, now) | {
         "body": article.body,
+        "body_media": [media.ref(m, settings) for m in article.body_media],
         "categories": [CategoryRef.model_validate(c) for c in article.categories],
         "breadcrumbs": [CategoryRef.model_validate(c) for c in around.breadcrumbs],
         "corrections": [CorrectionOut.model_validate(c) for c in article.corrections],
@@ -88,6 +94,8 @@ def shown_keys(article: service.Shown, *, count: bool = True) -> list[str]:
     """The cache keys of what a list item (or, without its comment `count`, a feed entry)
     shows of an article."""
     found = [keys.article(article.id), keys.author(article.author_id)]
+    if article.featured_media_id is not None:
+        found.append(keys.media(article.featured_media_id))
     if count:
         found.append(keys.comments(article.id))
     if article.category_id is not None:
@@ -101,4 +109,5 @@ def detail_keys(article: service.Shown, around: reads.Surroundings) -> list[str]
     found = shown_keys(article)
     found += [keys.category(c.id) for c in (*article.categories, *around.breadcrumbs)]
     found += [keys.article(n.id) for n in (around.previous, around.next) if n is not None]
+    found += [keys.media(m.id) for m in article.body_media]
     return found

@@ -21,7 +21,18 @@ ARTICLE_ATTRIBUTES = {
     "a": {"href", "title", "hreflang"},
     "abbr": {"title"},
     "blockquote": {"cite"},
-    "img": {"src", "alt", "title", "width", "height", "loading"},
+    # data-media-id: the media library's item this image is (its credit goes with it).
+    "img": {
+        "src",
+        "srcset",
+        "sizes",
+        "alt",
+        "title",
+        "width",
+        "height",
+        "loading",
+        "data-media-id",
+    },
     "q": {"cite"},
     "td": {"colspan", "rowspan"},
     "th": {"colspan", "rowspan", "scope"},
@@ -33,6 +44,8 @@ ARTICLE_ATTRIBUTES = {
 GENERIC_ATTRIBUTES = {"dir", "lang"}
 _DIRECTIONS = {"ltr", "rtl", "auto"}
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*$")
+_MEDIA_ID = re.compile(r"^[1-9][0-9]{0,9}$")
+_MEDIA_REFERENCE = re.compile(r"<img\b[^>]*\bdata-media-id=\"([1-9][0-9]{0,9})\"")
 URL_SCHEMES = {"http", "https", "mailto"}
 # Ammonia checks the scheme of `href` and `src` only; `cite` (and any URL attribute the
 # allow-list comes to admit) is held to the same schemes here.
@@ -48,6 +61,11 @@ def _allowed_url(element: str, attribute: str, value: str) -> str | None:
         return value.lower() if value.lower() in _DIRECTIONS else None
     if attribute == "lang":
         return value if _LANGUAGE.match(value) else None
+    if attribute == "data-media-id":
+        return value if _MEDIA_ID.match(value) else None
+    if attribute == "srcset":
+        candidates = [c.strip().split()[0] for c in value.split(",") if c.strip()]
+        return value if all(_allowed_url(element, "src", c) for c in candidates) else None
     if attribute not in URL_ATTRIBUTES:
         return value
     scheme = _SCHEME.match(_URL_NOISE.sub("", value).strip("".join(map(chr, range(33)))))
@@ -260,3 +278,8 @@ def render_comment(source: str) -> str:
 
 def count_links(rendered: str) -> int:
     return len(_LINK.findall(rendered))
+
+
+def media_ids(body: str) -> list[int]:
+    """The media library items a sanitised article body shows (`<img data-media-id>`)."""
+    return list(dict.fromkeys(int(found) for found in _MEDIA_REFERENCE.findall(body)))

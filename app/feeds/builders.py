@@ -19,6 +19,8 @@ from app.core.config import Settings
 from app.core.urls import article_url
 from app.feeds.schemas import JsonFeed, JsonFeedAuthor, JsonFeedItem
 from app.feeds.service import Located, NewsItem, last_change
+from app.media import views as media
+from app.media.storage import files_url
 
 RSS_TYPE = "application/rss+xml"
 ATOM_TYPE = "application/atom+xml"
@@ -27,10 +29,12 @@ XML_TYPE = "application/xml"
 
 SITEMAP_NS = "http://www.sitemaps.org/schemas/sitemap/0.9"
 NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
+IMAGE_NS = "http://www.google.com/schemas/sitemap-image/1.1"
 # An empty feed's `updated`: fixed, so the feed's bytes (and ETag) stay the same until an
 # article appears.
 EMPTY_FEED_UPDATED = datetime(1970, 1, 1, tzinfo=UTC)
 ET.register_namespace("news", NEWS_NS)
+ET.register_namespace("image", IMAGE_NS)
 
 # Characters XML 1.0 cannot carry at all (most C0 controls, lone surrogates, U+FFFE/FFFF):
 # a stray one pasted into a title would otherwise make the whole feed unreadable.
@@ -81,6 +85,32 @@ def _published(article: Article) -> datetime:
     return article.published_at
 
 
+@dataclass(frozen=True, slots=True)
+class Picture:
+    url: str
+    mime_type: str | None = None
+    bytes: int | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+def picture(settings: Settings, article: Article) -> Picture | None:
+    """The featured image an entry carries: the library's large rendition, else an image
+    hosted elsewhere (`featured_image_url`), whose size is unknown."""
+    if article.featured_media is not None:
+        size = media.large(article.featured_media.sizes)
+        return Picture(
+            url=files_url(settings, size["key"]),
+            mime_type=size["mime_type"],
+            bytes=size.get("bytes"),
+            width=size["width"],
+            height=size["height"],
+        )
+    if article.featured_image_url:
+        return Picture(url=article.featured_image_url)
+    return None
+
+
 def _changed(article: Article) -> datetime:
     return last_change(article.updated_at, article.published_at)
 
@@ -97,10 +127,38 @@ def feed_updated(articles: Iterable[Article]) -> datetime | None:
     return max((_changed(a) for a in articles), default=None)
 
 
+class _AtomEnclosure:
+    """An Atom entry's `<link rel="enclosure">`, as a feedgen extension (the methods
+    feedgen calls): feedgen's own Atom links lose every attribute but href (feedgen 1.0),
+    which would make the image the entry's alternate. Also the (empty) feed-level part."""
+
+    def __init__(self) -> None:
+        self.image: Picture | None = None
+
+    def extend_ns(self) -> dict[str, str]:
+        return {}
+
+    def extend_rss(self, element: Any) -> Any:
+        return element
+
+    def extend_atom(self, element: Any) -> Any:
+        if self.image is not None:
+            attributes = {"href": self.image.url, "rel": "enclosure"}
+            if self.image.mime_type:
+                attributes["type"] = self.image.mime_type
+            if self.image.bytes:
+                attributes["length"] = str(self.image.bytes)
+            element.append(element.makeelement("link", attributes))
+        return element
+
+
 def _generator(settings: Settings, info: FeedInfo, articles: list[Article], media_type: str) -> Any:
     feed = FeedGenerator()
     # dc:creator carries the author's name in RSS, whose own <author> must be an email.
     feed.load_extension("dc", atom=False, rss=True)
+    # Media RSS (media:content), which feed readers and aggregators take the picture from.
+    feed.load_extension("media", atom=False, rss=True)
+    feed.register_extension("picture", _AtomEnclosure, _AtomEnclosure, atom=True, rss=False)
     feed.id(info.self_url)
     feed.title(xml_text(info.title))
     feed.description(xml_text(settings.site_description))
@@ -131,7 +189,30 @@ def _generator(settings: Settings, info: FeedInfo, articles: list[Article], medi
         entry.dc.dc_creator(name)
         for slug, label in _labels(article):
             entry.category(term=slug, label=xml_text(label))
+        image = picture(settings, article)
+        if image is not None:
+            _attach(entry, image, media_type)
     return feed
+
+
+def _attach(entry: Any, image: Picture, media_type: str) -> None:
+    """RSS: media:content and an enclosure (whose length RSS requires: 0 when unknown, as
+    the RSS Advisory Board advises). Atom: a link rel="enclosure"."""
+    if media_type == RSS_TYPE:
+        content = {"url": image.url, "medium": "image"}
+        if image.mime_type:
+            content["type"] = image.mime_type
+        for name, value in (("width", image.width), ("height", image.height)):
+            if value:
+                content[name] = str(value)
+        if image.bytes:
+            content["fileSize"] = str(image.bytes)
+        entry.media.content(content)
+    kind = image.mime_type or "image/jpeg"
+    if media_type == RSS_TYPE:
+        entry.enclosure(url=image.url, length=str(image.bytes or 0), type=kind)
+    else:
+        entry.picture.image = image
 
 
 def rss(settings: Settings, info: FeedInfo, articles: list[Article]) -> bytes:
@@ -162,6 +243,7 @@ def json_feed(settings: Settings, info: FeedInfo, articles: list[Article]) -> by
                 date_modified=_seconds(_changed(article)),
                 authors=[JsonFeedAuthor(name=article.author.display_name)],
                 tags=[label for _, label in _labels(article)],
+                image=image.url if (image := picture(settings, article)) else None,
             )
             for article in articles
         ],
@@ -201,9 +283,13 @@ def _url(root: ET.Element, settings: Settings, item: Located) -> ET.Element:
 
 
 def urlset(settings: Settings, items: list[Located]) -> bytes:
+    """Each article's address, and its featured image as a Google image sitemap entry."""
     root = ET.Element(f"{{{SITEMAP_NS}}}urlset")
     for item in items:
-        _url(root, settings, item)
+        url = _url(root, settings, item)
+        if item.image is not None:
+            image = ET.SubElement(url, f"{{{IMAGE_NS}}}image")
+            _sub(image, f"{{{IMAGE_NS}}}loc", files_url(settings, media.large(item.image)["key"]))
     return _document(root)
 
 

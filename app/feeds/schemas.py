@@ -22,6 +22,7 @@ class JsonFeedItem(BaseModel):
     date_modified: datetime = Field(description="RFC 3339.")
     authors: list[JsonFeedAuthor]
     tags: list[str] = Field(description="The article's categories and tags, by name.")
+    image: str | None = Field(None, description="The featured image's URL.")
 
 
 class JsonFeed(BaseModel):

@@ -3,8 +3,9 @@ pages that stay cheap at a million rows (a COUNT for the index, keyset ranges fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,7 @@ from app.articles.queries import is_public
 from app.categories import service as categories
 from app.categories.models import Category
 from app.core.errors import NotFound
+from app.media.models import Media
 from app.tags import service as tags
 from app.tags.models import Tag
 
@@ -28,6 +30,7 @@ FEED_OPTIONS = (
     selectinload(Article.author),
     selectinload(Article.categories),
     selectinload(Article.tags),
+    selectinload(Article.featured_media),
 )
 
 
@@ -103,6 +106,8 @@ class Located:
     number: int
     slug: str
     last_change: datetime
+    # The featured image's renditions (`Media.sizes`), for the image sitemap entry.
+    image: dict[str, Any] | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,14 +147,28 @@ async def sitemap_page(
     if first is None:
         return []
     rows = await session.execute(
-        select(Article.id, Article.number, Article.slug, Article.updated_at, Article.published_at)
+        select(
+            Article.id,
+            Article.number,
+            Article.slug,
+            Article.updated_at,
+            Article.published_at,
+            Media.sizes,
+        )
+        .outerjoin(Media, Media.id == Article.featured_media_id)
         .where(public, Article.id >= first)
         .order_by(Article.id)
         .limit(size)
     )
     return [
-        Located(id=id_, number=number, slug=slug, last_change=last_change(updated, published))
-        for id_, number, slug, updated, published in rows
+        Located(
+            id=id_,
+            number=number,
+            slug=slug,
+            last_change=last_change(updated, published),
+            image=sizes,
+        )
+        for id_, number, slug, updated, published, sizes in rows
     ]
 
 

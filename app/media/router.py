@@ -118,9 +118,6 @@ async def upload(
         )
     # Read here, after the token was checked, not as parameters FastAPI would parse first.
     form = await request.form(max_files=1, max_fields=len(MediaUpload.model_fields))
-    file = form.get("file")
-    if not isinstance(file, UploadFile):
-        raise InvalidInput("An image file is required in the form field `file`.", field="file")
     fields = {name: value for name, value in form.multi_items() if name != "file"}
     try:
         meta = MediaUpload.model_validate(fields)
@@ -128,6 +125,9 @@ async def upload(
         raise RequestValidationError(
             [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
         ) from None
+    file = form.get("file")
+    if not isinstance(file, UploadFile):
+        raise InvalidInput("An image file is required in the form field `file`.", field="file")
     data = await file.read(settings.media_max_bytes + 1)
     if len(data) > settings.media_max_bytes:
         raise UploadTooLarge(

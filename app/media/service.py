@@ -99,6 +99,7 @@ class Library:
                 "width": f.width,
                 "height": f.height,
                 "mime_type": f.kind.mime,
+                "bytes": len(f.data),
             }
             for f in files
         }

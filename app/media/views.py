@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.core.config import Settings
@@ -28,6 +29,28 @@ class Shown(Protocol):
     sizes: dict[str, Any]
 
 
+@dataclass(slots=True)
+class MediaRow:
+    """An image as the articles' read path reads it (`Shown`)."""
+
+    id: int
+    width: int
+    height: int
+    mime_type: str
+    alt_text: str
+    caption: str
+    credit: str
+    copyright: str
+    sizes: dict[str, Any]
+
+
+# The columns of `MediaRow`, in its order.
+SHOWN_COLUMNS = (
+    *("id", "width", "height", "mime_type", "alt_text", "caption", "credit", "copyright"),
+    "sizes",
+)
+
+
 def _srcset(settings: Settings, sizes: dict[str, Any], width: int, webp: bool) -> str:
     pattern = _WIDTH_WEBP if webp else _WIDTH
     chosen = [size for name, size in sizes.items() if pattern.match(name)]
@@ -37,6 +60,16 @@ def _srcset(settings: Settings, sizes: dict[str, Any], width: int, webp: bool) -
         chosen.append(full)
     chosen.sort(key=lambda size: size["width"])
     return ", ".join(f"{files_url(settings, s['key'])} {s['width']}w" for s in chosen)
+
+
+def large(sizes: dict[str, Any]) -> dict[str, Any]:
+    """The rendition feeds and sitemaps point at: the widest of the original's format up to
+    2048 pixels, or the full image when it is no wider."""
+    full = sizes["full"]
+    if full["width"] <= WIDTHS[-1]:
+        return dict(full)
+    widths = [size for name, size in sizes.items() if _WIDTH.match(name)]
+    return dict(max(widths, key=lambda size: size["width"], default=full))
 
 
 def _ref_fields(media: Shown, settings: Settings) -> dict[str, Any]:
