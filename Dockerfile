@@ -30,7 +30,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY alembic.ini ./
 COPY migrations ./migrations
 COPY app ./app
-RUN mkdir -p /srv/var && chown news:news /srv/var
+RUN mkdir -p /srv/var/media && chown -R news:news /srv/var
 USER news
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
