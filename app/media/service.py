@@ -299,6 +299,10 @@ async def update(session: AsyncSession, lib: Library, media: Media, data: MediaU
     for name in ("title", "alt_text", "caption", "description", "credit", "copyright"):
         if name in changes and changes[name] is None:
             changes[name] = "" if name != "title" else media.title
+    # A null focal coordinate leaves it where it is, as a null title does.
+    for name in ("focal_x", "focal_y"):
+        if name in changes and changes[name] is None:
+            del changes[name]
     if "alt_text" in changes and not changes["alt_text"]:
         users = await public_users(session, media.id)
         if users:
@@ -308,7 +312,9 @@ async def update(session: AsyncSession, lib: Library, media: Media, data: MediaU
             )
     replaced: list[str] = []
     focal = (changes.get("focal_x", media.focal_x), changes.get("focal_y", media.focal_y))
-    if focal != (media.focal_x, media.focal_y):
+    # Crops are named by the focal point to a thousandth: a smaller move would make files
+    # under the same keys, which the removal of the old ones would then take away.
+    if images.focal_tag(focal) != images.focal_tag((media.focal_x, media.focal_y)):
         replaced = await _recrop(lib, media, focal)
     for name, value in changes.items():
         setattr(media, name, value)
