@@ -395,6 +395,24 @@ class TestRefusals:
         assert_problem(response, 422)
         assert await media_rows(session) == 0
 
+    async def test_focal_point_outside_the_image_is_422(
+        self, client: httpx.AsyncClient, session: AsyncSession, author_token: str
+    ) -> None:
+        response = await post_file(client, author_token, images.jpeg(), focal_x=1.5)
+        assert response.status_code == 422, response.text
+        assert assert_problem(response, 422)["errors"][0]["field"] == "focal_x"
+        assert await media_rows(session) == 0
+
+
+class TestFileRoute:
+    @pytest.mark.parametrize(
+        "path",
+        ["/media/2026/12/nothing/here.jpg", "/media/..%2F..%2Fetc/passwd", "/media/.env"],
+    )
+    async def test_only_stored_keys_are_served(self, client: httpx.AsyncClient, path: str) -> None:
+        response = await client.get(path)
+        assert response.status_code == 404, response.text
+
 
 class TestByteLimit:
     LIMIT = 20_000
