@@ -46,6 +46,11 @@ def png(width: int = 400, height: int = 300) -> bytes:
     return encode(picture(width, height), "PNG")
 
 
+def grey16_png(width: int = 400, height: int = 300, value: int = 30_000) -> bytes:
+    """A 16-bit greyscale PNG, as scanners and photo tools write them."""
+    return encode(Image.new("I;16", (width, height), value), "PNG")
+
+
 def webp(width: int = 400, height: int = 300) -> bytes:
     return encode(picture(width, height), "WEBP", quality=80)
 

@@ -225,6 +225,17 @@ class TestUploadMakesRenditions:
         assert response.headers["content-type"] == "image/png"
         assert images.decode(response.content).format == "PNG"
 
+    async def test_16_bit_greyscale_keeps_its_tones(
+        self, client: httpx.AsyncClient, author_token: str
+    ) -> None:
+        body = await upload(
+            client, author_token, images.grey16_png(value=30_000), filename="scan.png"
+        )
+        # 30000 of 65535 is 117 of 255 in every file, not clipped to white.
+        for name, size in body["sizes"].items():
+            decoded = images.decode(await file_of(client, size["url"])).convert("L")
+            assert abs(decoded.getpixel((5, 5)) - 117) <= 2, name
+
 
 class TestOrientation:
     async def test_exif_orientation_is_applied(
