@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,10 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI, routing
+from pydantic import SecretStr
+
+from app.core.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -213,3 +219,102 @@ async def until(check: object, what: str, within: float = 20) -> None:
             return
         assert time.monotonic() < deadline, f"timed out waiting until {what}"
         await asyncio.sleep(0.05)
+
+
+# --- an S3-compatible server (moto) --------------------------------------------------------
+
+BUCKET = "newsroom-media"
+MOTO_STARTUP_SECONDS = 20
+PUBLIC_READ = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": "*",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::{BUCKET}/*",
+        }
+    ],
+}
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    bucket: str
+
+
+def _start_moto(port: int, log: Path) -> subprocess.Popen[bytes] | None:
+    """moto on `port`, once it answers; None if it exited first (another process took the
+    port between choosing it and binding it)."""
+    moto = Path(sys.executable).with_name("moto_server")
+    # A file, not a pipe: nobody reads the request log, and a full pipe would stall the server.
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + MOTO_STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return None
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1).raise_for_status()
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        else:
+            return process
+    process.kill()
+    process.wait()
+    pytest.fail(
+        f"moto_server did not answer on port {port} within {MOTO_STARTUP_SECONDS} s:\n"
+        f"{log.read_text(errors='replace')[-2000:]}"
+    )
+
+
+@contextmanager
+def moto_s3(log_dir: Path) -> Iterator[S3Server]:
+    """moto's S3 server with a publicly readable bucket, stopped on the way out. For a
+    session-scoped fixture of each module that needs it."""
+    log = log_dir / "server.log"
+    for _ in range(3):
+        port = free_port()
+        process = _start_moto(port, log)
+        if process is not None:
+            break
+    else:
+        pytest.fail(f"moto_server could not start:\n{log.read_text(errors='replace')[-2000:]}")
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        httpx.put(f"{endpoint}/{BUCKET}", timeout=5).raise_for_status()
+        # Readers fetch files from the bucket unsigned, as from a public bucket or behind a CDN.
+        httpx.put(
+            f"{endpoint}/{BUCKET}?policy",
+            content=json.dumps(PUBLIC_READ),
+            headers={"Content-Type": "application/json"},
+            timeout=5,
+        ).raise_for_status()
+        yield S3Server(endpoint, BUCKET)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def s3_values(server: S3Server) -> dict[str, Any]:
+    """The settings that put media in the server's bucket."""
+    return {
+        "media_storage": "s3",
+        "media_s3_bucket": server.bucket,
+        "media_s3_endpoint_url": server.endpoint,
+        "media_s3_access_key_id": "testing",
+        "media_s3_secret_access_key": SecretStr("testing"),
+    }
+
+
+def s3_settings(server: S3Server, **overrides: Any) -> Settings:
+    return Settings(**(s3_values(server) | overrides))

@@ -3,122 +3,25 @@ so requests, signatures, headers and bulk deletes all go over HTTP as they would
 
 from __future__ import annotations
 
-import json
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from app.core.config import Settings
 from app.media.s3 import S3Storage
 from app.media.storage import IMMUTABLE, create_storage, new_folder
-
-BUCKET = "newsroom-media"
-STARTUP_SECONDS = 20
-PUBLIC_READ = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": "s3:GetObject",
-            "Resource": f"arn:aws:s3:::{BUCKET}/*",
-        }
-    ],
-}
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str
-    bucket: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start(port: int, log: Path) -> subprocess.Popen[bytes] | None:
-    """moto on `port`, once it answers; None if it exited first (another process took the
-    port between choosing it and binding it)."""
-    moto = Path(sys.executable).with_name("moto_server")
-    # A file, not a pipe: nobody reads the request log, and a full pipe would stall the server.
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return None
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/", timeout=1).raise_for_status()
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        else:
-            return process
-    process.kill()
-    process.wait()
-    pytest.fail(
-        f"moto_server did not answer on port {port} within {STARTUP_SECONDS} s:\n"
-        f"{log.read_text(errors='replace')[-2000:]}"
-    )
+from tests.support import BUCKET, S3Server, free_port, moto_s3, s3_settings
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     # Session scope is per xdist worker: each worker has its own server on its own port.
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    for _ in range(3):
-        port = _free_port()
-        process = _start(port, log)
-        if process is not None:
-            break
-    else:
-        pytest.fail(f"moto_server could not start:\n{log.read_text(errors='replace')[-2000:]}")
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        httpx.put(f"{endpoint}/{BUCKET}", timeout=5).raise_for_status()
-        # Readers fetch files from the bucket unsigned, as from a public bucket or behind a CDN.
-        httpx.put(
-            f"{endpoint}/{BUCKET}?policy",
-            content=json.dumps(PUBLIC_READ),
-            headers={"Content-Type": "application/json"},
-            timeout=5,
-        ).raise_for_status()
-        yield S3Server(endpoint, BUCKET)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def s3_settings(server: S3Server, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "media_storage": "s3",
-        "media_s3_bucket": server.bucket,
-        "media_s3_endpoint_url": server.endpoint,
-        "media_s3_access_key_id": "testing",
-        "media_s3_secret_access_key": SecretStr("testing"),
-    }
-    return Settings(**(values | overrides))
+    with moto_s3(tmp_path_factory.mktemp("moto")) as server:
+        yield server
 
 
 @pytest.fixture
@@ -200,7 +103,7 @@ class TestAddresses:
     @pytest.mark.parametrize("key", ["../x", "/abs", "a/../b", "a//b", ""])
     async def test_bad_key_is_refused_before_any_request(self, key: str) -> None:
         # Nothing listens on this port: a request would fail (after retries), not ValueError.
-        unreachable = S3Server(f"http://127.0.0.1:{_free_port()}", BUCKET)
+        unreachable = S3Server(f"http://127.0.0.1:{free_port()}", BUCKET)
         storage = S3Storage.from_settings(s3_settings(unreachable))
         with anyio.fail_after(2):
             for call in (

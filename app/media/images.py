@@ -329,6 +329,9 @@ def _scaled(image: Image.Image, width: int) -> Image.Image:
 def _web_mode(image: Image.Image) -> Image.Image:
     if image.mode in ("RGB", "RGBA", "L", "LA"):
         return image
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # 16-bit greyscale (PNG): scaled to 8 bits, where a plain convert clips it to white.
+        return image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     has_alpha = image.mode in ("P", "PA") and "transparency" in image.info
     return image.convert("RGBA" if has_alpha or image.mode.endswith("A") else "RGB")
 

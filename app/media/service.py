@@ -22,7 +22,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles.models import Article
-from app.articles.queries import LIVE_STATUS
+from app.articles.queries import LIVE_STATUS, is_public
 from app.cache import keys
 from app.cache.publish import invalidate
 from app.core.config import Settings
@@ -208,13 +208,14 @@ async def get(session: AsyncSession, media_id: int) -> Media:
     return media
 
 
-def in_public_use() -> ColumnElement[bool]:
-    """Shown by an article that is public or announced: the media anyone may read."""
-    featured = exists().where(Article.featured_media_id == Media.id, LIVE_STATUS)
+def in_public_use(now: datetime) -> ColumnElement[bool]:
+    """Shown by an article that is public at `now`: the media anyone may read. A scheduled
+    article's images stay private until it is published, as its text does."""
+    featured = exists().where(Article.featured_media_id == Media.id, is_public(now))
     in_body = exists().where(
         article_media.c.media_id == Media.id,
         article_media.c.article_id == Article.id,
-        LIVE_STATUS,
+        is_public(now),
     )
     return or_(featured, in_body)
 
@@ -223,7 +224,7 @@ async def readable(session: AsyncSession, media_id: int, principal: Principal | 
     """The newsroom reads its whole library; anyone else only what public articles show."""
     media = await get(session, media_id)
     if principal is None or not principal.can("articles:read"):
-        shown = await session.scalar(select(in_public_use()).where(Media.id == media_id))
+        shown = await session.scalar(select(in_public_use(utcnow())).where(Media.id == media_id))
         if not shown:
             raise NotFound(f"No media item {media_id}.")
     return media
@@ -246,7 +247,7 @@ class MediaQuery:
 def _listing(query: MediaQuery, public_only: bool) -> Select[Media]:
     statement = select(Media)
     if public_only:
-        statement = statement.where(in_public_use())
+        statement = statement.where(in_public_use(utcnow()))
     if query.uploader is not None:
         statement = statement.where(Media.uploader_id == query.uploader)
     if query.mime_type:
@@ -299,6 +300,10 @@ async def update(session: AsyncSession, lib: Library, media: Media, data: MediaU
     for name in ("title", "alt_text", "caption", "description", "credit", "copyright"):
         if name in changes and changes[name] is None:
             changes[name] = "" if name != "title" else media.title
+    # A null focal coordinate leaves it where it is, as a null title does.
+    for name in ("focal_x", "focal_y"):
+        if name in changes and changes[name] is None:
+            del changes[name]
     if "alt_text" in changes and not changes["alt_text"]:
         users = await public_users(session, media.id)
         if users:
@@ -308,7 +313,9 @@ async def update(session: AsyncSession, lib: Library, media: Media, data: MediaU
             )
     replaced: list[str] = []
     focal = (changes.get("focal_x", media.focal_x), changes.get("focal_y", media.focal_y))
-    if focal != (media.focal_x, media.focal_y):
+    # Crops are named by the focal point to a thousandth: a smaller move would make files
+    # under the same keys, which the removal of the old ones would then take away.
+    if images.focal_tag(focal) != images.focal_tag((media.focal_x, media.focal_y)):
         replaced = await _recrop(lib, media, focal)
     for name, value in changes.items():
         setattr(media, name, value)
