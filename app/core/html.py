@@ -64,7 +64,9 @@ def _allowed_url(element: str, attribute: str, value: str) -> str | None:
     if attribute == "data-media-id":
         return value if _MEDIA_ID.match(value) else None
     if attribute == "srcset":
-        candidates = [c.strip().split()[0] for c in value.split(",") if c.strip()]
+        # As browsers read it: tabs and newlines dropped first, then split into candidates.
+        plain = _URL_NOISE.sub("", value)
+        candidates = [c.strip().split()[0] for c in plain.split(",") if c.strip()]
         return value if all(_allowed_url(element, "src", c) for c in candidates) else None
     if attribute not in URL_ATTRIBUTES:
         return value

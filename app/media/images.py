@@ -302,8 +302,7 @@ def _encode(image: Image.Image, format: str, options: Options, icc: bytes | None
         params.update(quality=options.quality, speed=8)
     elif format == "PNG":
         params.update(compress_level=6)
-    # A fresh image: `info` would carry EXIF, XMP or comments into some encoders.
-    image.info = {}
+    # Every image here descends from `_base`, whose `info` is empty.
     image.save(out, format, **params)
     return out.getvalue()
 
@@ -380,7 +379,7 @@ def make_crops(
             piece = _scaled(piece, CROP_WIDTH)
         name = f"crop-{ratio[0]}x{ratio[1]}-{tag}"
         for format, suffix in _formats(kind):
-            data = _encode(piece.copy(), format, options, icc)
+            data = _encode(piece, format, options, icc)
             yield Rendition(name + suffix, data, piece.width, piece.height, KINDS[format])
 
 
@@ -390,10 +389,15 @@ def _formats(kind: Kind) -> list[tuple[str, str]]:
 
 
 def _base(image: Image.Image) -> Image.Image:
-    """The first frame, upright, in a mode every web format can take."""
+    """The first frame, upright, in a mode every web format can take, as a new image with
+    nothing in its `info` (which would carry EXIF, XMP or comments into some encoders)."""
     image.seek(0)
-    upright = ImageOps.exif_transpose(image) or image
-    return _web_mode(upright if upright is not image else image.copy())
+    # Always a new image (a copy when there is nothing to turn), so the upload's own
+    # `info` is left intact for reading.
+    upright = ImageOps.exif_transpose(image)
+    base = _web_mode(upright)
+    base.info = {}
+    return base
 
 
 def process(data: bytes, focal: tuple[float, float], options: Options) -> Processed:
@@ -406,22 +410,22 @@ def process(data: bytes, focal: tuple[float, float], options: Options) -> Proces
         animated = getattr(image, "n_frames", 1) > 1
         own = next(name for name, k in KINDS.items() if k == kind)
         base = _base(image)
+        if not animated:
+            # The decoded upload is not needed past this point: freed now, a 24-megapixel
+            # photo is held once while its renditions are made, not twice.
+            image.close()
         result = Processed(kind=kind, width=base.width, height=base.height, embedded=found)
-        full = (
-            _encode_animation(image, own, icc)
-            if animated
-            else _encode(base.copy(), own, options, icc)
-        )
+        full = _encode_animation(image, own, icc) if animated else _encode(base, own, options, icc)
         result.files.append(Rendition("full", full, base.width, base.height, kind))
         if own != WEBP and base.width <= WIDTHS[-1]:
-            webp = _encode(base.copy(), WEBP, options, icc)
+            webp = _encode(base, WEBP, options, icc)
             result.files.append(Rendition("full-webp", webp, base.width, base.height, KINDS[WEBP]))
         source = base
         for width in sorted((w for w in WIDTHS if w < base.width), reverse=True):
             # Each width from the next larger one: the same sharpness for a fraction of the work.
             source = _scaled(source, width)
             for format, suffix in _formats(kind):
-                encoded = _encode(source.copy(), format, options, icc)
+                encoded = _encode(source, format, options, icc)
                 result.files.append(
                     Rendition(
                         f"w{width}{suffix}", encoded, source.width, source.height, KINDS[format]

@@ -375,6 +375,8 @@ async def remove(
     data = event_data(media, lib)
     await session.delete(media)
     await session.flush()
-    invalidate(session, keys.media(media.id), *(keys.article(a) for a in featuring))
+    # Sitemaps list featured images by article (key `articles`).
+    taken_off = [keys.ARTICLES, *(keys.article(a) for a in featuring)] if featuring else []
+    invalidate(session, keys.media(media.id), *taken_off)
     await webhooks.enqueue(session, "media.deleted", data)
     return stored
