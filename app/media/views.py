@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from app.core.config import Settings
 from app.media.images import WIDTHS
+from app.media.models import Media
 from app.media.schemas import MediaPublic, MediaRef, MediaSize
 from app.media.storage import files_url
 
@@ -15,23 +16,9 @@ _WIDTH = re.compile(r"^w\d+$")
 _WIDTH_WEBP = re.compile(r"^w\d+-webp$")
 
 
-class Shown(Protocol):
-    """What showing an image needs: the ORM `Media` or a row of the articles' read path."""
-
-    id: int
-    width: int
-    height: int
-    mime_type: str
-    alt_text: str
-    caption: str
-    credit: str
-    copyright: str
-    sizes: dict[str, Any]
-
-
 @dataclass(slots=True)
 class MediaRow:
-    """An image as the articles' read path reads it (`Shown`)."""
+    """An image as the articles' read path reads it: what showing it needs."""
 
     id: int
     width: int
@@ -43,6 +30,9 @@ class MediaRow:
     copyright: str
     sizes: dict[str, Any]
 
+
+# An image as shown: the ORM row, or a row of the articles' read path.
+Shown = Media | MediaRow
 
 # The columns of `MediaRow`, in its order.
 SHOWN_COLUMNS = (
@@ -102,7 +92,7 @@ def ref(media: Shown, settings: Settings) -> MediaRef:
     return MediaRef.model_construct(**_ref_fields(media, settings))
 
 
-def public(media: Any, settings: Settings) -> MediaPublic:
+def public(media: Media, settings: Settings) -> MediaPublic:
     return MediaPublic.model_construct(
         **_ref_fields(media, settings),
         title=media.title,
