@@ -142,11 +142,13 @@ class Downloader:
                 f"{item.attachment_url} did not arrive within {self.deadline:g} s "
                 "(MEDIA_BODY_TIMEOUT_SECONDS)"
             ) from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise SourceRefused(f"{item.attachment_url}: {type(exc).__name__}: {exc}") from None
 
     async def _download(self, url: str) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise SourceRefused(f"{url} is not an http(s) URL")
             try:
                 target = await targets.check(url, allow_private=self.allow_private)
             except targets.TargetRefused as exc:
