@@ -243,32 +243,76 @@ def import_wxr(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Import and report, then roll everything back.")
     ] = False,
+    uploads: Annotated[
+        str | None,
+        typer.Option(
+            "--uploads",
+            metavar="DIR",
+            help="The old site's wp-content/uploads folder: attachments' files are read there.",
+        ),
+    ] = None,
+    fetch_attachments: Annotated[
+        bool,
+        typer.Option(
+            "--fetch-attachments",
+            help="Download attachments' files from their URLs (after --uploads, for what it "
+            "lacks); public addresses only unless WEBHOOK_ALLOW_PRIVATE_TARGETS, at most "
+            "MEDIA_MAX_BYTES each.",
+        ),
+    ] = False,
 ) -> None:
-    """Import a WordPress export: authors, categories, tags, posts and their comments, in one
+    """Import a WordPress export: authors, categories, tags, posts and their comments, and
+    with --uploads or --fetch-attachments its images into the media library, in one
     transaction. Running it again updates what an earlier run imported."""
     from pathlib import Path
 
-    from app.importer import console
+    from app.importer import attachments, console
     from app.importer.service import Report, import_file
     from app.importer.wxr import WxrError
+    from app.media.service import Library
 
     path = Path(file)
     if not path.is_file():
         raise _fail(f"no file {file}")
+    if uploads is not None and not Path(uploads).is_dir():
+        raise _fail(f"no folder {uploads}")
     settings, size = get_settings(), path.stat().st_size
 
     async def work(session: AsyncSession) -> Report:
-        with console.progress(size) as advance:
-            report = await import_file(
-                session,
-                path,
-                zone=settings.zone,
-                progress=advance,
-                max_element_bytes=settings.wxr_max_element_bytes,
-                embeds=settings.embed_providers,
-            )
-        if dry_run:
-            await session.rollback()
+        lib = Library(settings)
+        folder = (
+            attachments.UploadsFolder(Path(uploads), settings.media_max_bytes) if uploads else None
+        )
+        downloader = attachments.Downloader(settings) if fetch_attachments else None
+        files: attachments.FileSource | None = folder or downloader
+        if folder is not None and downloader is not None:
+            files = attachments.Either(folder, downloader)
+        try:
+            with console.progress(size) as advance:
+                report = await import_file(
+                    session,
+                    path,
+                    zone=settings.zone,
+                    progress=advance,
+                    max_element_bytes=settings.wxr_max_element_bytes,
+                    embeds=settings.embed_providers,
+                    sources=attachments.Sources(lib, files),
+                )
+            # Committed here, not by _run: the files stored go if the rows do not.
+            committed = False
+            try:
+                if dry_run:
+                    await session.rollback()
+                else:
+                    await session.commit()
+                    committed = True
+            finally:
+                if not committed:
+                    await lib.discard(report.new_files)
+        finally:
+            if downloader is not None:
+                await downloader.aclose()
+            await lib.storage.aclose()
         return report
 
     try:

@@ -5,17 +5,27 @@ comments in site-1.2.xml say what each entry is there to prove."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import re
 import subprocess
 import sys
+import threading
 import tracemalloc
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -24,8 +34,19 @@ from app.articles.models import Article, ArticleStatus, CommentStatus, Revision
 from app.categories.models import Category
 from app.comments import service as comments
 from app.comments.models import Comment, CommentState
-from app.importer.service import Report, Tally, import_file, username_for
-from app.importer.wxr import WxrError, WxrReader, wpautop
+from app.core.config import Settings
+from app.importer.attachments import (
+    Downloader,
+    FileSource,
+    SourceRefused,
+    Sources,
+    UploadsFolder,
+)
+from app.importer.service import Report, Tally, import_file, media_import_key, username_for
+from app.importer.wxr import Item, WxrError, WxrReader, wpautop
+from app.media.models import Media, article_media
+from app.media.service import Library
+from app.media.storage import files_url
 from app.tags.models import Tag
 from app.users.models import Role, User
 from tests.factories import make_article, make_user
@@ -680,3 +701,379 @@ class TestOversizedElement:
                 out.write(closing + "</channel></rss>")
             with pytest.raises(WxrError, match="runs on for more than 1048576 bytes"):
                 list(WxrReader(path, max_element_bytes=1 << 20))
+
+
+# --- attachments -------------------------------------------------------------------------
+
+ATTACHMENTS = FIXTURES / "attachments.xml"
+OLD_SITE = "https://old.example"
+GPS_IFD = 0x8825
+
+
+def photo(path: Path, width: int, height: int, *, gps: bool = False) -> None:
+    """A JPEG at `path`; with `gps`, EXIF saying where it was taken, as phones write it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    exif = Image.Exif()
+    if gps:
+        exif[0x010F] = "PhoneMaker"
+        exif.get_ifd(GPS_IFD).update({1: "N", 2: (52.0, 22.0, 3.5), 3: "E", 4: (4.0, 53.0, 1.2)})
+    Image.new("RGB", (width, height), (30, 90, 160)).save(path, "JPEG", exif=exif)
+
+
+@pytest.fixture
+def uploads(tmp_path: Path) -> Path:
+    """The old site's wp-content/uploads: two of the export's four attachments, and a file
+    nobody names."""
+    root = tmp_path / "uploads"
+    photo(root / "2024" / "05" / "harbour-scaled.jpg", 2400, 1600, gps=True)
+    photo(root / "2024" / "05" / "boats.jpg", 800, 600)
+    (root / "2024" / "05" / "report.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
+    (tmp_path / "secret.jpg").write_bytes(b"outside the folder")
+    return root
+
+
+def sources_for(app: FastAPI, files: FileSource | None) -> Sources:
+    library: Library = app.state.media
+    return Sources(library, files)
+
+
+def folder(root: Path) -> UploadsFolder:
+    return UploadsFolder(root, 25 << 20)
+
+
+async def import_attachments(
+    session: AsyncSession, sources: Sources, path: Path = ATTACHMENTS
+) -> Report:
+    report = await import_file(session, path, zone=KABUL, sources=sources)
+    await session.commit()
+    return report
+
+
+async def media_by_key(session: AsyncSession) -> dict[str, Media]:
+    rows = await session.scalars(select(Media).execution_options(populate_existing=True))
+    return {m.import_key or "": m for m in rows}
+
+
+def stored_files(app: FastAPI) -> set[Path]:
+    root = app.state.media.settings.media_root
+    return {p for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+
+
+class TestAttachments:
+    async def test_images_become_media_with_their_words_and_posts_show_them(
+        self, app: FastAPI, session: AsyncSession, uploads: Path
+    ) -> None:
+        report = await import_attachments(session, sources_for(app, folder(uploads)))
+        assert as_rows(report)["attachments"] == (2, 0, 0, 1, 1)
+        assert as_rows(report)["articles"] == (2, 0, 0, 0, 0)
+
+        media = await media_by_key(session)
+        assert set(media) == {"wp:old.example:301", "wp:old.example:302"}
+        harbour, boats = media["wp:old.example:301"], media["wp:old.example:302"]
+        assert harbour.title == "Harbour at dawn"
+        assert harbour.alt_text == "Boats in the harbour at dawn"
+        assert harbour.caption == "The harbour at dawn. Photo: J. Roe"  # markup dropped
+        assert harbour.description == "Fishing boats return to the old harbour."
+        assert harbour.filename == "harbour-scaled.jpg"
+        assert (harbour.width, harbour.height) == (2400, 1600)
+        assert boats.alt_text == "Fishing boats at the quay"
+        assert boats.caption == "Boats at the quay."
+        jdoe = await session.scalar(select(User.id).where(User.username == "jdoe"))
+        assert harbour.uploader_id == boats.uploader_id == jdoe
+
+        post = await article(session, 201)
+        assert post.featured_media_id == harbour.id  # its attachment came before it
+        assert (await article(session, 202)).featured_media_id is None
+
+    async def test_body_images_point_at_the_renditions_and_name_the_media_item(
+        self, app: FastAPI, session: AsyncSession, uploads: Path
+    ) -> None:
+        await import_attachments(session, sources_for(app, folder(uploads)))
+        media = await media_by_key(session)
+        harbour, boats = media["wp:old.example:301"], media["wp:old.example:302"]
+        settings = app.state.media.settings
+        body = (await article(session, 201)).body
+
+        # harbour-1024x683.jpg: a size of the "-scaled" attachment, found by its URL.
+        w1024 = files_url(settings, harbour.sizes["w1024"]["key"])
+        assert f'src="{w1024}"' in body
+        assert f'data-media-id="{harbour.id}"' in body
+        assert f"{files_url(settings, harbour.sizes['w320']['key'])} 320w" in body
+        # Its link to the file goes to the full image.
+        assert f'href="{files_url(settings, harbour.sizes["full"]["key"])}"' in body
+        # wp-image-302, shown 300 wide: the narrowest rendition at least that wide. The
+        # attachment comes after the post in the file.
+        assert f'src="{files_url(settings, boats.sizes["w320"]["key"])}"' in body
+        assert f'data-media-id="{boats.id}"' in body
+        assert "old.example" not in body
+        # Another site's file of the same name is not ours.
+        assert 'src="https://elsewhere.example/wp-content/uploads/2024/05/harbour.jpg"' in body
+
+        rows = await session.execute(select(article_media.c.media_id))
+        assert {media_id for (media_id,) in rows} == {harbour.id, boats.id}
+
+    async def test_failures_are_reported_and_the_import_goes_on(
+        self, app: FastAPI, session: AsyncSession, uploads: Path
+    ) -> None:
+        report = await import_attachments(session, sources_for(app, folder(uploads)))
+        problems = [str(p) for p in report.problems]
+        assert (
+            "failed: attachment 303 'Lost photo' (line 66): "
+            "its file '2024/05/lost.jpg' is not in the uploads folder"
+        ) in problems
+        assert (
+            "warning: post 202 'Missing picture' (line 54): "
+            "its featured image, attachment 303, is not imported"
+        ) in problems
+        assert any(
+            p.startswith("warning: attachment 304 'Annual report'") and "application/pdf" in p
+            for p in problems
+        )
+        assert report.skipped["attachment not an image"] == 1
+        assert await session.scalar(select(func.count()).select_from(Media)) == 2
+
+    async def test_metadata_is_stripped_through_the_library(
+        self, app: FastAPI, session: AsyncSession, uploads: Path
+    ) -> None:
+        original = Image.open(uploads / "2024" / "05" / "harbour-scaled.jpg")
+        assert original.getexif().get_ifd(GPS_IFD), "the test photo has a location"
+        await import_attachments(session, sources_for(app, folder(uploads)))
+        harbour = (await media_by_key(session))["wp:old.example:301"]
+        for size in harbour.sizes.values():
+            data = await app.state.media.storage.read(size["key"])
+            assert data is not None
+            stored = Image.open(io.BytesIO(data))
+            assert not stored.getexif().get_ifd(GPS_IFD), size["key"]
+            assert b"PhoneMaker" not in data
+
+    async def test_without_a_file_source_attachments_are_skipped_and_bodies_kept(
+        self, app: FastAPI, session: AsyncSession
+    ) -> None:
+        report = await import_attachments(session, sources_for(app, None))
+        assert as_rows(report)["attachments"] == (0, 0, 0, 4, 0)
+        assert report.skipped["attachment (no --uploads or --fetch-attachments)"] == 4
+        body = (await article(session, 201)).body
+        assert "https://old.example/wp-content/uploads/2024/05/harbour-1024x683.jpg" in body
+        assert "data-media-id" not in body
+
+    async def test_an_image_without_alt_text_is_not_made_a_published_articles_image(
+        self, app: FastAPI, session: AsyncSession, uploads: Path, tmp_path: Path
+    ) -> None:
+        bare = tmp_path / "bare.xml"
+        text = ATTACHMENTS.read_text(encoding="utf-8")
+        bare.write_text(text.replace("Boats in the harbour at dawn", ""), encoding="utf-8")
+        report = await import_attachments(session, sources_for(app, folder(uploads)), bare)
+        harbour = (await media_by_key(session))["wp:old.example:301"]
+        post = await article(session, 201)
+        assert post.featured_media_id is None  # the articles' rule: published needs alt text
+        assert f'data-media-id="{harbour.id}"' not in post.body
+        assert files_url(app.state.media.settings, harbour.sizes["w1024"]["key"]) in post.body
+        warnings = [p.message for p in report.problems if not p.failed]
+        assert any("has no alt text" in w and "featured image" in w for w in warnings)
+        assert any(f"media item {harbour.id} in its body has no alt text" in w for w in warnings)
+
+    def test_files_outside_the_uploads_folder_are_refused(self, uploads: Path) -> None:
+        item = next(r for r in WxrReader(ATTACHMENTS) if isinstance(r, Item) and r.post_id == 301)
+        for sneaky in ("../secret.jpg", "/etc/passwd", "2024/../../secret.jpg"):
+            escaping = replace(item, meta={"_wp_attached_file": sneaky})
+            with pytest.raises(SourceRefused, match="outside the uploads folder"):
+                asyncio.run(folder(uploads).read(escaping))
+        (uploads / "2024" / "link.jpg").symlink_to(uploads.parent / "secret.jpg")
+        linked = replace(item, meta={"_wp_attached_file": "2024/link.jpg"})
+        with pytest.raises(SourceRefused, match="leads outside the uploads folder"):
+            asyncio.run(folder(uploads).read(linked))
+
+
+class TestAttachmentsAgain:
+    async def test_a_second_run_updates_the_words_in_place_and_stores_no_file(
+        self, app: FastAPI, session: AsyncSession, uploads: Path, tmp_path: Path
+    ) -> None:
+        sources = sources_for(app, folder(uploads))
+        await import_attachments(session, sources)
+        before = await media_by_key(session)
+        ids = {key: m.id for key, m in before.items()}
+        sizes = {key: m.sizes for key, m in before.items()}
+        files = stored_files(app)
+        body = (await article(session, 201)).body
+
+        changed = tmp_path / "changed.xml"
+        text = ATTACHMENTS.read_text(encoding="utf-8")
+        changed.write_text(
+            text.replace("Boats in the harbour at dawn", "Trawlers in the harbour at sunrise"),
+            encoding="utf-8",
+        )
+        report = await import_attachments(session, sources, changed)
+        assert as_rows(report)["attachments"] == (0, 1, 1, 1, 1)
+        assert as_rows(report)["articles"] == (0, 0, 2, 0, 0)
+        after = await media_by_key(session)
+        assert {key: m.id for key, m in after.items()} == ids
+        assert {key: m.sizes for key, m in after.items()} == sizes
+        assert after["wp:old.example:301"].alt_text == "Trawlers in the harbour at sunrise"
+        assert stored_files(app) == files
+        assert report.new_files == []
+        assert (await article(session, 201)).body == body
+
+    async def test_a_rerun_without_the_files_still_updates_what_was_imported(
+        self, app: FastAPI, session: AsyncSession, uploads: Path, tmp_path: Path
+    ) -> None:
+        await import_attachments(session, sources_for(app, folder(uploads)))
+        changed = tmp_path / "changed.xml"
+        text = ATTACHMENTS.read_text(encoding="utf-8")
+        changed.write_text(text.replace("Fishing boats at the quay", "Moored boats"), "utf-8")
+        report = await import_attachments(session, sources_for(app, None), changed)
+        assert as_rows(report)["attachments"] == (0, 1, 1, 2, 0)
+        assert (await media_by_key(session))["wp:old.example:302"].alt_text == "Moored boats"
+        assert (await article(session, 201)).featured_media_id is not None
+
+    async def test_a_failed_import_leaves_no_files_behind(
+        self, app: FastAPI, session: AsyncSession, uploads: Path, tmp_path: Path
+    ) -> None:
+        cut = tmp_path / "cut.xml"
+        text = ATTACHMENTS.read_text(encoding="utf-8")
+        cut.write_text(text[: text.index("<!-- Its featured image")], encoding="utf-8")
+        with pytest.raises(WxrError):
+            await import_file(session, cut, zone=KABUL, sources=sources_for(app, folder(uploads)))
+        await session.rollback()
+        assert stored_files(app) == set()
+
+    def test_import_keys_carry_the_site(self) -> None:
+        assert media_import_key("https://www.old.example/", 7) == "wp:old.example:7"
+        assert media_import_key("http://old.example/blog", 7) == "wp:old.example/blog:7"
+        assert media_import_key(None, 7) == "wp:7"
+
+
+class UploadsServer(ThreadingHTTPServer):
+    """The old site: serves a folder over HTTP on 127.0.0.1."""
+
+    def __init__(self, root: Path) -> None:
+        handler = partial(QuietHandler, directory=str(root))
+        super().__init__(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def old_site(tmp_path: Path, uploads: Path) -> Iterator[tuple[UploadsServer, Path]]:
+    """The old site serving `uploads` under /wp-content/uploads, and the export naming it."""
+    site = tmp_path / "site"
+    (site / "wp-content").mkdir(parents=True)
+    (site / "wp-content" / "uploads").symlink_to(uploads)
+    server = UploadsServer(site)
+    server.thread.start()
+    export = tmp_path / "local.xml"
+    text = ATTACHMENTS.read_text(encoding="utf-8")
+    export.write_text(
+        text.replace(OLD_SITE, server.base).replace("http://www.old.example", server.base),
+        encoding="utf-8",
+    )
+    try:
+        yield server, export
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def fetch_and_import(
+    app: FastAPI, session: AsyncSession, settings: Settings, export: Path
+) -> Report:
+    downloader = Downloader(settings)
+    try:
+        return await import_attachments(session, sources_for(app, downloader), export)
+    finally:
+        await downloader.aclose()
+
+
+class TestFetchingAttachments:
+    async def test_a_private_address_is_refused_by_the_webhooks_guard(
+        self, app: FastAPI, session: AsyncSession, old_site: tuple[UploadsServer, Path]
+    ) -> None:
+        _, export = old_site
+        settings = app.state.media.settings
+        assert not settings.webhook_allow_private_targets
+        report = await fetch_and_import(app, session, settings, export)
+        assert as_rows(report)["attachments"] == (0, 0, 0, 1, 3)
+        refusals = [p.message for p in report.problems if p.failed]
+        assert len(refusals) == 3
+        assert all("127.0.0.1" in r and "private, loopback" in r for r in refusals)
+        assert await session.scalar(select(func.count()).select_from(Media)) == 0
+
+    async def test_downloads_when_private_targets_are_allowed(
+        self, app: FastAPI, session: AsyncSession, old_site: tuple[UploadsServer, Path]
+    ) -> None:
+        server, export = old_site
+        settings = app.state.media.settings.model_copy(
+            update={"webhook_allow_private_targets": True}
+        )
+        report = await fetch_and_import(app, session, settings, export)
+        assert as_rows(report)["attachments"] == (2, 0, 0, 1, 1)
+        assert any("lost.jpg answered HTTP 404" in p.message for p in report.problems)
+        host = urlsplit(server.base).hostname
+        media = await media_by_key(session)
+        assert set(media) == {f"wp:{host}:301", f"wp:{host}:302"}
+        post = await article(session, 201)
+        assert post.featured_media_id == media[f"wp:{host}:301"].id
+        assert server.base not in post.body
+
+    async def test_a_file_over_the_size_limit_is_refused(
+        self, app: FastAPI, session: AsyncSession, old_site: tuple[UploadsServer, Path]
+    ) -> None:
+        _, export = old_site
+        settings = app.state.media.settings.model_copy(
+            update={"webhook_allow_private_targets": True, "media_max_bytes": 1024}
+        )
+        report = await fetch_and_import(app, session, settings, export)
+        assert as_rows(report)["attachments"] == (0, 0, 0, 1, 3)
+        assert sum("larger than 1024 bytes" in p.message for p in report.problems) == 2
+
+
+@pytest.mark.slow
+class TestAttachmentsCommand:
+    def run(
+        self, database_url: str, media_root: Path, *args: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "app", "import-wxr", *args],
+            cwd=ROOT,
+            env=cli_env(database_url, MEDIA_ROOT=str(media_root)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    async def test_uploads_are_imported_and_a_dry_run_keeps_no_file(
+        self, database_url: str, session: AsyncSession, uploads: Path, tmp_path: Path
+    ) -> None:
+        media_root = tmp_path / "media"
+        dry = self.run(
+            database_url, media_root, str(ATTACHMENTS), "--uploads", str(uploads), "--dry-run"
+        )
+        assert dry.returncode == 0, dry.stderr
+        assert summary(dry.stdout)["attachments"] == (2, 0, 0, 1, 1)
+        assert not [p for p in media_root.rglob("*") if p.is_file()]
+        assert await session.scalar(select(func.count()).select_from(Media)) == 0
+
+        done = self.run(database_url, media_root, str(ATTACHMENTS), "--uploads", str(uploads))
+        assert done.returncode == 0, done.stderr
+        assert summary(done.stdout)["attachments"] == (2, 0, 0, 1, 1)
+        assert "failed: attachment 303 'Lost photo' (line 66)" in done.stderr
+        assert "attachment not an image" in done.stdout
+        assert await session.scalar(select(func.count()).select_from(Media)) == 2
+        assert [p for p in media_root.rglob("*") if p.is_file()]
+
+    async def test_a_missing_uploads_folder_is_a_clear_error(
+        self, database_url: str, tmp_path: Path
+    ) -> None:
+        done = self.run(
+            database_url, tmp_path, str(ATTACHMENTS), "--uploads", str(tmp_path / "nope")
+        )
+        assert done.returncode == 1
+        assert "no folder" in done.stderr

@@ -20,7 +20,15 @@ The tables have no import-key column, so entries are matched by what they alread
   is not a post id of the export;
 - comments: by (article, created_at, author_email, content source), the article's comments
   having been read once per post. A comment erased on its writer's request is matched by
-  (article, created_at) and never restored.
+  (article, created_at) and never restored;
+- attachments: by `Media.import_key`, "wp:{site}:{post id}" (`media_import_key`). A second
+  run updates the title, alt text, caption and description from the file (an empty value
+  there never blanks one the newsroom filled in) and leaves the stored files alone.
+
+Attachments are imported when first needed: by a post's `_thumbnail_id` or an image in its
+body (whichever comes first in the file: the checking pass collects every attachment), or
+else when their own item is reached. An attachment that cannot be had is reported, and the
+posts that show it are imported without it.
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ from __future__ import annotations
 import hashlib
 import html
 import ipaddress
+import mimetypes
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -60,7 +69,12 @@ from app.core.errors import DomainError, NotFound
 from app.core.html import EMBED_PROVIDERS, plain_text, render_comment, sanitize_article_html
 from app.core.security import Passwords, acting_as
 from app.core.text import slugify, unique_slug
-from app.importer import wxr
+from app.importer import attachments, wxr
+from app.media import service as media_library
+from app.media import views as media_views
+from app.media.images import MIME_TYPES
+from app.media.models import Media
+from app.media.schemas import MediaUpdate
 from app.tags import service as tags
 from app.tags.models import Tag
 from app.tags.schemas import TagCreate, TagUpdate
@@ -85,11 +99,15 @@ APPROVALS = {
 LINKBACKS = ("pingback", "trackback")
 UNTITLED = "(no title)"  # what WordPress's own screens show for an empty title
 # The article fields an export carries; the others (kicker, byline, sources, images,
-# corrections) belong to the newsroom and an update leaves them alone.
+# corrections) belong to the newsroom and an update leaves them alone. The featured image
+# is the export's only when the post names one that could be imported.
 ARTICLE_FIELDS = frozenset(
     {"title", "slug", "excerpt", "body", "status", "published_at"}
-    | {"category_id", "category_ids", "tags", "comment_status"}
+    | {"category_id", "category_ids", "tags", "comment_status", "featured_media_id"}
 )
+NO_FILE_SOURCE = "attachment (no --uploads or --fetch-attachments)"
+NOT_AN_IMAGE = "attachment not an image"
+IMPORT_KEY_MAX = 200
 USERNAME_MAX = 64
 ARTICLE_SLUG_MAX = 200
 COMMENT_NAME_MAX = 100
@@ -134,6 +152,8 @@ class Report:
     # Why entries were skipped: "page", "attachment", "nav_menu_item", "pingback", ...
     skipped: Counter[str] = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
+    # Storage keys of the files this run stored: a caller that rolls back discards them.
+    new_files: list[str] = field(default_factory=list)
 
 
 def _reason(exc: Exception) -> str:
@@ -188,6 +208,33 @@ def _ip(value: str) -> str | None:
     return address if len(address) <= IP_MAX else None  # a long IPv6 zone id
 
 
+def media_import_key(site_url: str | None, post_id: int) -> str:
+    """`wp:news.example:55` for attachment 55 of https://news.example: with the site, so
+    that the exports of two sites imported into one newsroom keep their images apart (the
+    scheme and a `www.` are left out, so a site moved to https keeps its keys)."""
+    if not site_url:
+        return f"wp:{post_id}"
+    parts = urlsplit(site_url.strip())
+    site = (parts.hostname or "").removeprefix("www.") + parts.path.rstrip("/")
+    key = f"wp:{site}:{post_id}"
+    if len(key) > IMPORT_KEY_MAX:
+        key = f"wp:{hashlib.sha256(site.encode()).hexdigest()[:16]}:{post_id}"
+    return key
+
+
+def _media_fields(item: wxr.Item) -> dict[str, str]:
+    """An attachment's title, alt text, caption and description, held to the library's
+    limits (raises ValidationError)."""
+    title = " ".join(html.unescape(item.title).split())
+    checked = MediaUpdate(
+        title=title or None,
+        alt_text=" ".join(item.meta.get("_wp_attachment_image_alt", "").split()),
+        caption=plain_text(item.excerpt),
+        description=plain_text(item.content),
+    )
+    return {k: v for k, v in checked.model_dump(exclude_none=True).items() if isinstance(v, str)}
+
+
 def _same_post(article: Article, data: ArticleCreate) -> bool:
     return article.title == data.title or (data.slug is not None and article.slug == data.slug)
 
@@ -235,35 +282,58 @@ async def import_file(
     progress: Progress | None = None,
     max_element_bytes: int = wxr.MAX_ELEMENT_BYTES,
     embeds: Collection[str] = tuple(EMBED_PROVIDERS),
+    sources: attachments.Sources | None = None,
 ) -> Report:
     """Import the export at `path` in `session`'s transaction and report what happened.
     `zone` is the site's clock, for dates the export gives only in local time. `progress`
     is called with the pass ("checking", then "importing") and the bytes it has read.
     `max_element_bytes`: WXR_MAX_ELEMENT_BYTES, the most text one element may hold.
     `embeds`: EMBED_PROVIDERS, whose embeds (WordPress' embed blocks among them) are kept.
+    `sources`: the media library and where attachments' files come from; without it,
+    attachments are skipped and bodies left as they are.
 
-    The file is read twice: first to check it whole and learn its post ids, then to write.
-    Raises wxr.WxrError for a malformed file (before writing anything, unless the file
-    changes in between); the caller must then roll back."""
+    The file is read twice: first to check it whole and learn its post ids and attachments,
+    then to write. Raises wxr.WxrError for a malformed file (before writing anything, unless
+    the file changes in between); the caller must then roll back. The files this run stored
+    are in the report's `new_files`: a caller that rolls back discards them
+    (`Library.discard`); when this raises, they are discarded already."""
     checked = wxr.WxrReader(path, max_element_bytes=max_element_bytes)
     post_ids: set[int] = set()
+    found: dict[int, wxr.Item] = {}
     for record in checked:
         if isinstance(record, wxr.Item) and record.post_type == "post":
             post_ids.add(record.post_id)
+        elif isinstance(record, wxr.Item) and record.post_type == "attachment" and sources:
+            found[record.post_id] = record
         if progress is not None:
             progress("checking", checked.bytes_read)
     importer = _Importer(session, zone, post_ids, embeds)
-    await importer.open_transaction()
-    reader = wxr.WxrReader(path, max_element_bytes=max_element_bytes)
-    for record in reader:
-        await importer.write(record)
-        if progress is not None:
-            progress("importing", reader.bytes_read)
-    await importer.finish()
+    if sources is not None:
+        importer.attachments_from(sources, found, checked.base_site_url)
+    try:
+        await importer.open_transaction()
+        reader = wxr.WxrReader(path, max_element_bytes=max_element_bytes)
+        for record in reader:
+            await importer.write(record)
+            if progress is not None:
+                progress("importing", reader.bytes_read)
+        await importer.finish()
+    except BaseException:
+        if sources is not None:
+            await sources.lib.discard(importer.report.new_files)
+        raise
     importer.report.version = reader.version
     # Once committed, an import can have changed any page: every cached one goes.
     invalidate(session, keys.ALL)
     return importer.report
+
+
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """A post's body with its images pointed at the library, and its featured image."""
+
+    body: str
+    featured_media_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +365,22 @@ class _Importer:
         # whatever the order in the file.
         self.pending_categories: list[wxr.Term] = []
         self.written: set[int] = set()  # ids of the articles this run wrote
+        self.sources: attachments.Sources | None = None
+        self.attachments: dict[int, wxr.Item] = {}  # every attachment, by post id
+        self.index = attachments.UrlIndex()
+        self.site_url: str | None = None
+        # What each attachment became, once needed (None: not in the library).
+        self.images: dict[int, media_views.MediaRow | None] = {}
+
+    def attachments_from(
+        self, sources: attachments.Sources, found: dict[int, wxr.Item], site_url: str | None
+    ) -> None:
+        self.sources, self.attachments, self.site_url = sources, found, site_url
+        self.index = attachments.UrlIndex(
+            (urlsplit(site_url).hostname or "").removeprefix("www.") if site_url else ""
+        )
+        for item in found.values():
+            self.index.add(item)
 
     async def open_transaction(self) -> None:
         """The SQLite driver begins its transaction only at the first write, and a SAVEPOINT
@@ -541,6 +627,9 @@ class _Importer:
     # --- items -------------------------------------------------------------------------
 
     async def _item(self, item: wxr.Item) -> None:
+        if item.post_type == "attachment" and self.sources is not None:
+            await self._image(item.post_id)
+            return
         if item.post_type != "post":
             kind = {"page": "pages", "attachment": "attachments"}.get(item.post_type, "other")
             self.report.tallies[kind].skipped += 1
@@ -565,11 +654,13 @@ class _Importer:
             self.report.tallies["articles"].failed += 1
             self.report.problems.append(Problem(True, what, item.line, str(exc)))
             return
+        # Before the post's savepoint: a post refused must not take its images with it.
+        shown = await self._images_of(item, what, status)
         written = await self._isolated(
             "articles",
             what,
             item.line,
-            partial(self._article, item, what, status, author, category_ids, tag_slugs),
+            partial(self._article, item, what, status, author, category_ids, tag_slugs, shown),
         )
         if written is None:
             return
@@ -591,6 +682,7 @@ class _Importer:
         status: ArticleStatus,
         category_ids: list[int],
         tag_slugs: list[str],
+        shown: _Shown,
     ) -> ArticleCreate:
         # A draft's local date is only when it was last saved; its GMT date is set only
         # when someone chose a publication date.
@@ -607,7 +699,8 @@ class _Importer:
             title=_title(item.title),
             slug=_article_slug(item.post_name),
             excerpt=item.excerpt.strip() or None,
-            body=wxr.wpautop(item.content),
+            body=shown.body,
+            featured_media_id=shown.featured_media_id,
             status=status,
             published_at=published_at,
             category_id=category_ids[0] if category_ids else None,
@@ -624,8 +717,9 @@ class _Importer:
         author: User,
         category_ids: list[int],
         tag_slugs: list[str],
+        shown: _Shown,
     ) -> tuple[int, bool]:
-        data = self._article_data(item, status, category_ids, tag_slugs)
+        data = self._article_data(item, status, category_ids, tag_slugs, shown)
         found, number_taken = await self._match(item, data, author)
         if found is None:
             slug = await self._free_slug(data.slug, None) if data.slug is not None else None
@@ -643,6 +737,8 @@ class _Importer:
             return article.id, True
         article = await articles.load(self.session, found.id)
         changes = data.model_dump(include=set(ARTICLE_FIELDS))
+        if data.featured_media_id is None:
+            del changes["featured_media_id"]  # the newsroom's choice, if it made one
         if data.slug is None or data.slug == article.slug:
             del changes["slug"]
         else:
@@ -716,6 +812,168 @@ class _Importer:
             else article.excerpt_given and plain_text(str(excerpt)) == article.excerpt
         ):
             del changes["excerpt"]
+
+    # --- attachments -------------------------------------------------------------------
+
+    async def _images_of(self, item: wxr.Item, what: str, status: ArticleStatus) -> _Shown:
+        """Import what the post shows (its featured image, its body's images) if not done
+        yet, and point its body at them. A public or announced article may show only
+        images with alt text (the articles' rule): one without is shown from the library's
+        files but not linked to it (`data-media-id`), nor made the featured image."""
+        body = wxr.wpautop(item.content)
+        if self.sources is None:
+            return _Shown(body)
+        live = status != ArticleStatus.draft
+
+        def linked(row: media_views.MediaRow) -> bool:
+            return bool(row.alt_text.strip()) or not live
+
+        featured: int | None = None
+        thumbnail = item.meta.get("_thumbnail_id", "").strip()
+        if thumbnail.isdigit() and int(thumbnail) > 0:
+            row = await self._image(int(thumbnail))
+            if row is None:
+                missing = (
+                    "is not imported"
+                    if int(thumbnail) in self.attachments
+                    else ("is not in the export")
+                )
+                self._warn(
+                    what, item.line, f"its featured image, attachment {thumbnail}, {missing}"
+                )
+            elif not linked(row):
+                self._warn(
+                    what,
+                    item.line,
+                    f"its featured image, attachment {thumbnail} (media item {row.id}), has no "
+                    "alt text, which a published article's images need: left out; add the alt "
+                    "text and import again",
+                )
+            else:
+                featured = row.id
+        rows: dict[int, media_views.MediaRow] = {}
+        for attachment_id in attachments.referenced(body, self.index):
+            row = await self._image(attachment_id)
+            if row is not None:
+                rows[attachment_id] = row
+        if rows:
+            body, unlinked = attachments.rewrite(
+                body, self.index, rows, self.sources.lib.settings, linked=linked
+            )
+            for media_id in dict.fromkeys(unlinked):
+                self._warn(
+                    what,
+                    item.line,
+                    f"media item {media_id} in its body has no alt text: shown from the "
+                    "library's files, but not linked to the item (data-media-id) until it has",
+                )
+        return _Shown(body, featured)
+
+    async def _image(self, post_id: int) -> media_views.MediaRow | None:
+        """What attachment `post_id` became in the library (imported, or found and updated,
+        once per run), or None if it is not there."""
+        if post_id in self.images:
+            return self.images[post_id]
+        self.images[post_id] = None
+        item = self.attachments.get(post_id)
+        if item is None or self.sources is None:
+            return None
+        what = f"attachment {post_id} {_title(item.title)!r}"
+        tally = self.report.tallies["attachments"]
+        try:
+            wanted = _media_fields(item)
+        except ValidationError as exc:
+            tally.failed += 1
+            self.report.problems.append(Problem(True, what, item.line, _reason(exc)))
+            return None
+        key = media_import_key(self.site_url, post_id)
+        existing = await self.session.scalar(select(Media).where(Media.import_key == key))
+        if existing is not None:
+            media = await self._isolated(
+                "attachments", what, item.line, partial(self._update_media, existing, wanted)
+            )
+        else:
+            media = await self._new_media(item, what, key, wanted)
+        if media is None:
+            return None
+        row = media_views.MediaRow(*(getattr(media, c) for c in media_views.SHOWN_COLUMNS))
+        self.images[post_id] = row
+        return row
+
+    async def _update_media(self, media: Media, wanted: dict[str, str]) -> Media:
+        assert self.sources is not None
+        changes = {k: v for k, v in wanted.items() if v and v != getattr(media, k)}
+        if not changes:
+            self.report.tallies["attachments"].unchanged += 1
+            return media
+        # The file is not read again: a WordPress attachment keeps its file (a new file is
+        # a new attachment), and the renditions' addresses in bodies stay as they were.
+        await media_library.update(
+            self.session, self.sources.lib, media, MediaUpdate.model_validate(changes)
+        )
+        self.report.tallies["attachments"].updated += 1
+        return media
+
+    async def _new_media(
+        self, item: wxr.Item, what: str, key: str, wanted: dict[str, str]
+    ) -> Media | None:
+        assert self.sources is not None
+        tally = self.report.tallies["attachments"]
+        if self.sources.files is None:
+            tally.skipped += 1
+            self.report.skipped[NO_FILE_SOURCE] += 1
+            return None
+        name = PurePosixPath(attachments.relative_path(item)).name
+        guessed, _ = mimetypes.guess_type(name)
+        if guessed is not None and guessed not in MIME_TYPES:
+            # Read by content, were it read; but a PDF or a video need not be fetched to
+            # know the library will not take it.
+            tally.skipped += 1
+            self.report.skipped[NOT_AN_IMAGE] += 1
+            self._warn(what, item.line, f"{name} ({guessed}) is not an image the library takes")
+            return None
+        try:
+            data = await self.sources.files.read(item)
+        except attachments.SourceRefused as exc:
+            tally.failed += 1
+            self.report.problems.append(Problem(True, what, item.line, str(exc)))
+            return None
+        upload = media_library.Upload(
+            data=data,
+            filename=name or None,
+            title=wanted.get("title"),
+            alt_text=wanted.get("alt_text"),
+            caption=wanted.get("caption"),
+            description=wanted.get("description"),
+            import_key=key,
+        )
+        try:
+            async with self.session.begin_nested():
+                media = await media_library.create(
+                    self.session, self.sources.lib, upload, uploader_id=await self._uploader(item)
+                )
+        except media_library.UnsupportedImage as exc:
+            tally.skipped += 1
+            self.report.skipped[NOT_AN_IMAGE] += 1
+            self._warn(what, item.line, _reason(exc))
+            return None
+        except (DomainError, ValueError, IntegrityError) as exc:
+            tally.failed += 1
+            self.report.problems.append(Problem(True, what, item.line, _reason(exc)))
+            return None
+        self.report.new_files.extend(media_library.file_keys(media))
+        tally.imported += 1
+        return media
+
+    async def _uploader(self, item: wxr.Item) -> int | None:
+        """The attachment's author, if the import knows them (attachments make no users)."""
+        if not item.creator:
+            return None
+        known = self.user_ids.get(item.creator)
+        if known is not None:
+            return known
+        user = await users.by_username(self.session, username_for(item.creator))
+        return user.id if user is not None else None
 
     # --- comments ----------------------------------------------------------------------
 

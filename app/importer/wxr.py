@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote
@@ -38,7 +38,9 @@ _NAMESPACES = (
     (re.compile(r"^http://purl\.org/dc/elements/1\.1/$"), "dc"),
 )
 # The children of <channel> that become records; everything else there is skipped unread.
-_ENTRIES = frozenset({"item", "wp:author", "wp:category", "wp:tag", "wp:wxr_version"})
+_ENTRIES = frozenset(
+    {"item", "wp:author", "wp:category", "wp:tag", "wp:wxr_version", "wp:base_site_url"}
+)
 
 
 class WxrError(Exception):
@@ -119,6 +121,11 @@ class Item:
     terms: tuple[TermRef, ...]
     comments: tuple[WxrComment, ...]
     line: int
+    # The post's custom fields (`wp:postmeta`), the first value of each key: for example
+    # `_thumbnail_id` (a post's featured image), and an attachment's `_wp_attached_file`
+    # (its path under wp-content/uploads) and `_wp_attachment_image_alt`.
+    meta: dict[str, str] = field(default_factory=dict)
+    attachment_url: str = ""  # an attachment's file, on the old site
 
 
 Record = Author | Term | Item
@@ -135,6 +142,7 @@ class WxrReader:
         self.path = path
         self.max_element_bytes = max_element_bytes
         self.version: str | None = None
+        self.base_site_url: str | None = None  # the site's address, once read
         self.bytes_read = 0
         self._parser = expat.ParserCreate(namespace_separator=" ")
         self._parser.buffer_text = True
@@ -266,6 +274,9 @@ class WxrReader:
 
     def _record(self, entry: Element) -> Record | None:
         line = self._entry_line
+        if entry.tag == "wp:base_site_url":
+            self.base_site_url = (entry.text or "").strip() or None
+            return None
         if entry.tag == "wp:wxr_version":
             version = (entry.text or "").strip()
             if version not in VERSIONS:
@@ -322,6 +333,13 @@ class WxrReader:
             for child in entry
             if child.tag == "wp:comment"
         )
+        meta: dict[str, str] = {}
+        for child in entry:
+            if child.tag == "wp:postmeta":
+                pair = _fields(child)
+                key = pair.get("wp:meta_key", "").strip()
+                if key:
+                    meta.setdefault(key, pair.get("wp:meta_value", ""))
         return Item(
             post_id=_number(fields, "wp:post_id", "item", line),
             post_type=_required(fields, "wp:post_type", "item", line),
@@ -338,6 +356,8 @@ class WxrReader:
             terms=terms,
             comments=comments,
             line=line,
+            meta=meta,
+            attachment_url=fields.get("wp:attachment_url", "").strip(),
         )
 
     def _comment(self, element: Element, line: int) -> WxrComment:
