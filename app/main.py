@@ -18,6 +18,7 @@ from app.articles import schedule
 from app.articles.memo import ListingMemo
 from app.articles.router import router as articles_router
 from app.auth.router import router as auth_router
+from app.cache import keys
 from app.cache.channel import Listener
 from app.cache.clock import KeyClock
 from app.cache.publish import Publisher
@@ -255,6 +256,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.public_stale_while_revalidate, settings.public_stale_if_error
         ),
         surrogate_max_age=settings.cdn_max_age if publisher.cdn else 0,
+        labels=keys.outgoing(settings.cdn_purge),
     )
     app.add_middleware(
         RequestGuardMiddleware,

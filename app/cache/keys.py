@@ -2,8 +2,8 @@
 
 A response carries the keys of everything it shows (`tag`); a write invalidates the keys of
 what it changed (`app.cache.publish.invalidate`), and only those responses go. The same keys
-go to CDNs (`Surrogate-Key` for Fastly and Varnish's xkey, `Cache-Tag` for Cloudflare), so a
-purge there drops the same pages.
+go to the configured CDN (`Surrogate-Key` for Fastly and Varnish's xkey, `Cache-Tag` for
+Cloudflare; `outgoing`), so a purge there drops the same pages.
 
 - `article:{id}`: its page, and the lists, feeds and neighbours' pages that show it;
   invalidated when its public data changes.
@@ -67,11 +67,18 @@ def media(media_id: int) -> str:
 
 
 def label(response: Response, keys: Iterable[str]) -> Response:
-    """Name what `response` shows: the response cache stores only labelled responses."""
+    """Name what `response` shows: the response cache stores only labelled responses.
+    Clients get the label only in the header the configured CDN reads (`outgoing`)."""
     ordered = dict.fromkeys((ALL, *keys))
     response.headers[SURROGATE_KEY] = " ".join(ordered)
-    response.headers[CACHE_TAG] = ",".join(ordered)
     return response
+
+
+def outgoing(cdn: str) -> str | None:
+    """Which header carries a response's keys to clients: `Surrogate-Key` for Varnish's xkey
+    and Fastly, `Cache-Tag` for Cloudflare, none without a CDN to purge (a list page's keys
+    are 2 KB that no client reads)."""
+    return {"varnish": SURROGATE_KEY, "fastly": SURROGATE_KEY, "cloudflare": CACHE_TAG}.get(cdn)
 
 
 def parse(header: str) -> list[str]:

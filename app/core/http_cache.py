@@ -107,8 +107,12 @@ class HttpCacheMiddleware:
         public_max_age: int = 60,
         stale: str = "",
         surrogate_max_age: int = 0,
+        labels: str | None = None,
     ) -> None:
+        """`labels`: the header a response's cache keys go out in (`keys.outgoing`); None:
+        they stay inside (the response cache reads them) and are not sent."""
         self.app = app
+        self.labels = labels.lower().encode() if labels else None
         self.stale = stale
         self.public = f"public, max-age={public_max_age}" + (f", {stale}" if stale else "")
         self.public_bytes = self.public.encode()
@@ -144,6 +148,10 @@ class HttpCacheMiddleware:
             if message["type"] == "http.response.start":
                 raw = list(message.get("headers", ()))
                 found = {name.lower(): value for name, value in raw}
+                if _LABEL in found and self.labels != _LABEL:
+                    raw = [(k, v) for k, v in raw if k.lower() != _LABEL]
+                    if self.labels == _CACHE_TAG:
+                        raw.append((_CACHE_TAG, found[_LABEL].replace(b" ", b",")))
                 control = found.get(b"cache-control")
                 if private or no_store:
                     control = PRIVATE_BYTES if private else NO_STORE_BYTES
@@ -222,6 +230,8 @@ _KEPT_ON_304 = frozenset(
     }
 )
 PRIVATE_BYTES = PRIVATE.encode()
+_LABEL = b"surrogate-key"
+_CACHE_TAG = b"cache-tag"
 NO_STORE_BYTES = b"no-store"
 
 
