@@ -26,7 +26,7 @@ from app.media import service, views
 from app.media.images import KINDS, MIME_TYPES
 from app.media.models import Media
 from app.media.schemas import MediaPublic, MediaUpdate, MediaUpload
-from app.media.storage import IMMUTABLE, KEY, LocalStorage
+from app.media.storage import IMMUTABLE, LocalStorage
 
 router = APIRouter(prefix="/api/v1/media", tags=["media"])
 files = APIRouter(tags=["media"])
@@ -283,9 +283,12 @@ async def media_file(key: str, lib: LibraryDep) -> Response:
     """The embedded default's files. Their addresses change whenever their bytes would, so
     they are cached for a year, as immutable."""
     storage = lib.storage
-    if not isinstance(storage, LocalStorage) or not KEY.match(key) or ".." in key:
+    if not isinstance(storage, LocalStorage):
         raise NotFound("No such file.")
-    path = storage.path(key)
+    try:
+        path = storage.path(key)  # refuses what is not a storage key ("..", "/x", …)
+    except ValueError:
+        raise NotFound("No such file.") from None
     if not path.is_file():
         raise NotFound("No such file.")
     kind = _BY_EXTENSION.get(path.suffix.lstrip("."), "application/octet-stream")
