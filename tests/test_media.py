@@ -449,6 +449,24 @@ class TestByteLimit:
         assert small.status_code == 201, small.text
 
 
+class TestStorageDown:
+    @pytest.fixture
+    def settings_overrides(self, tmp_path: Path) -> dict[str, Any]:
+        # A file where the folder should be: every put fails, as on a full or lost disk.
+        blocked = tmp_path / "media"
+        blocked.write_text("not a folder")
+        return {"media_base_url": FILES, "media_root": blocked}
+
+    async def test_a_storage_failure_is_a_503_and_leaves_no_row(
+        self, client: httpx.AsyncClient, session: AsyncSession, author_token: str
+    ) -> None:
+        response = await post_file(client, author_token, images.png(400, 300), filename="a.png")
+        problem = assert_problem(response, 503)
+        assert "nothing was stored" in problem["detail"]
+        assert response.headers["retry-after"]
+        assert await media_rows(session) == 0
+
+
 class TestCrops:
     async def test_ratios_are_exact(self, client: httpx.AsyncClient, author_token: str) -> None:
         body = await upload(client, author_token, images.jpeg(1111, 777), focal_x=0.3)

@@ -9,6 +9,8 @@ article shows its media is `app.media.views`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +29,14 @@ from app.cache import keys
 from app.cache.publish import invalidate
 from app.core.config import Settings
 from app.core.db import utcnow
-from app.core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from app.core.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+)
 from app.core.problems import title_of
 from app.core.security import Principal
 from app.core.text import contains, slugify
@@ -36,6 +45,8 @@ from app.media.models import Media, article_media
 from app.media.schemas import MediaUpdate
 from app.media.storage import Storage, create_storage, new_folder
 from app.webhooks import service as webhooks
+
+log = logging.getLogger(__name__)
 
 
 class UnsupportedImage(DomainError):
@@ -104,11 +115,20 @@ class Library:
             for f in files
         }
         try:
-            await asyncio.gather(
-                *(self.storage.put(sizes[f.name]["key"], f.data, f.kind.mime) for f in files)
-            )
-        except BaseException:
-            await self.discard([s["key"] for s in sizes.values()])
+            # A task group: when one put fails the others are cancelled and awaited, so
+            # none lands after the clean-up below.
+            async with asyncio.TaskGroup() as puts:
+                for f in files:
+                    puts.create_task(self.storage.put(sizes[f.name]["key"], f.data, f.kind.mime))
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await self.discard([s["key"] for s in sizes.values()])
+            if isinstance(exc, Exception):
+                log.warning("media storage refused a put: %r", exc)
+                raise ServiceUnavailable(
+                    "The media storage did not take the files; nothing was stored. "
+                    "Try again shortly."
+                ) from exc
             raise
         return sizes
 
