@@ -237,6 +237,23 @@ class TestUploadMakesRenditions:
             assert abs(decoded.getpixel((5, 5)) - 117) <= 2, name
 
 
+class TestTransparency:
+    async def test_a_png_with_one_transparent_colour_keeps_it_transparent(
+        self, client: httpx.AsyncClient, author_token: str
+    ) -> None:
+        picture = Image.new("RGB", (400, 300), (255, 0, 255))
+        picture.paste((20, 120, 40), (100, 75, 300, 225))
+        out = io.BytesIO()
+        picture.save(out, "PNG", transparency=(255, 0, 255))
+        media = await upload(client, author_token, out.getvalue(), filename="logo.png")
+        for name in ("full", "w320"):
+            stored = Image.open(io.BytesIO(await file_of(client, media["sizes"][name]["url"])))
+            assert stored.mode == "RGBA", name
+            width, height = stored.size
+            assert stored.getpixel((0, 0))[3] == 0, name  # the keyed colour: see-through
+            assert stored.getpixel((width // 2, height // 2))[3] == 255, name
+
+
 class TestOrientation:
     async def test_exif_orientation_is_applied(
         self, client: httpx.AsyncClient, author_token: str

@@ -326,6 +326,10 @@ def _scaled(image: Image.Image, width: int) -> Image.Image:
 
 
 def _web_mode(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGB", "L") and "transparency" in image.info:
+        # One transparent colour (PNG tRNS) becomes an alpha channel, which survives the
+        # `info` every stored file is written without.
+        return image.convert("RGBA" if image.mode == "RGB" else "LA")
     if image.mode in ("RGB", "RGBA", "L", "LA"):
         return image
     if image.mode.startswith("I;16") or image.mode == "I":
