@@ -21,6 +21,15 @@ DEFAULT_SQLITE_URL = f"sqlite+aiosqlite:///{PROJECT_ROOT / 'var' / 'news.db'}"
 CommaList = Annotated[list[str], NoDecode]
 
 
+def server_address(host: str, port: object) -> str:
+    """http://HOST:PORT of `python -m app serve`, as this machine reaches it."""
+    # An address that listens everywhere is reached on this machine as loopback.
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - compared, never bound
+        host = "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port or 8000}"
+
+
 def _base_url(name: str, value: str) -> str:
     """An absolute http(s) URL to put paths after: no trailing slash, query or fragment."""
     value = value.strip().rstrip("/")
@@ -430,12 +439,8 @@ class Settings(BaseSettings):
     @classmethod
     def _site_url_from_the_server(cls, data: Any) -> Any:
         if isinstance(data, dict) and not data.get("site_url"):
-            host = str(data.get("host") or "127.0.0.1")
-            # An address that listens everywhere is reached on this machine as loopback.
-            if host in ("0.0.0.0", "::"):  # noqa: S104 - compared, never bound
-                host = "127.0.0.1"
-            host = f"[{host}]" if ":" in host else host
-            data = {**data, "site_url": f"http://{host}:{data.get('port') or 8000}"}
+            address = server_address(str(data.get("host") or "127.0.0.1"), data.get("port"))
+            data = {**data, "site_url": address}
         return data
 
     @field_validator("article_url_template")

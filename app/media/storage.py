@@ -20,7 +20,7 @@ from typing import Protocol
 
 import anyio
 
-from app.core.config import Settings
+from app.core.config import Settings, server_address
 
 # What a key may be: no "..", no leading slash, nothing a filesystem or a URL treats specially.
 KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
@@ -56,18 +56,11 @@ def new_folder(year: int, month: int) -> str:
     return f"{year:04d}/{month:02d}/{secrets.token_hex(8)}"
 
 
-def server_address(settings: Settings) -> str:
-    host = settings.host
-    if host in ("0.0.0.0", "::"):  # noqa: S104 - compared, never bound
-        host = "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.port}"
-
-
 def local_base_url(settings: Settings) -> str:
     if settings.media_base_url:
         return settings.media_base_url
-    return f"{settings.public_base_url or server_address(settings)}/media"
+    own = server_address(settings.host, settings.port)
+    return f"{settings.public_base_url or own}/media"
 
 
 def s3_base_url(settings: Settings) -> str:
