@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 from app.articles import schedule
 from app.articles.memo import ListingMemo
+from app.articles.reads import comment_count_refresher
 from app.articles.router import router as articles_router
 from app.auth.router import router as auth_router
 from app.cache import keys
@@ -232,6 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store=store,
             routes=RouteTable(app.routes, CACHED_PREFIXES),
             channel=listener if listener is not None else AlwaysUp(),
+            refresher=comment_count_refresher(lambda: app.state.read_engine),
         )
     app.add_middleware(
         ProblemCORSMiddleware,

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +25,9 @@ from app.articles.models import Article, ArticleStatus
 from app.cache import keys
 from app.cache.channel import Listener
 from app.cache.clock import KeyClock, slot_of
+from app.cache.store import AlwaysUp, EntryStore, Refresher, ResponseCacheMiddleware, RouteTable
 from app.core.db import utcnow
+from app.core.http_cache import etag_for
 from app.main import CACHED_PREFIXES, create_app
 from app.users.models import Role
 from tests.conftest import make_settings
@@ -228,7 +233,6 @@ class TestInvalidation:
         )
         elsewhere = await make_article(session, author, category_id=sport.id)
         dropped = [
-            f"/api/v1/articles/{target.id}",
             f"/api/v1/articles/{target.id}/comments",
             "/api/v1/articles",
             f"/api/v1/articles?category={world.slug}",
@@ -244,13 +248,16 @@ class TestInvalidation:
             "/feeds/rss",
             "/sitemap.xml",
         ]
-        await warm(client, *dropped, *kept)
+        page_path = f"/api/v1/articles/{target.id}"
+        await warm(client, page_path, *dropped, *kept)
         posted = await client.post(f"/api/v1/articles/{target.id}/comments", json=COMMENT)
         assert posted.status_code == 201
         assert posted.json()["status"] == "approved"
         for path in dropped:
             response = await client.get(path)
             assert response.headers["x-cache"] == "MISS", path
+        # The page shows its comments only as a count: that number is read again (TestRefresh).
+        assert (await client.get(page_path)).headers["x-cache"] == "REFRESHED"
         page = (await client.get(f"/api/v1/articles/{target.id}")).json()
         assert page["comment_count"] == 1
         assert (await client.get(f"/api/v1/articles/{target.id}/comments")).json()["total"] == 1
@@ -416,11 +423,18 @@ class TestInvalidation:
         token = await make_token(session, editor)
         article = await make_article(session, editor)
         path = f"/api/v1/articles/{article.id}/comments"
+        page = f"/api/v1/articles/{article.id}"
         made = await client.post(path, json=COMMENT)
-        await warm(client, path)
+        await warm(client, path, page)
         assert (await client.get(path)).json()["total"] == 1
-        await client.delete(f"/api/v1/comments/{made.json()['id']}", headers=bearer(token))
+        assert (await client.get(page)).json()["comment_count"] == 1
+        removed = await client.delete(
+            f"/api/v1/comments/{made.json()['id']}", headers=bearer(token)
+        )
+        assert removed.status_code == 204, removed.text
         assert (await client.get(path)).json()["total"] == 0
+        refreshed = await client.get(page)
+        assert (refreshed.headers["x-cache"], refreshed.json()["comment_count"]) == ("REFRESHED", 0)
 
     async def test_other_workers_invalidations_are_seen(
         self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
@@ -481,6 +495,221 @@ class TestInvalidation:
             if "Embargoed" in titles:
                 break
         assert titles == ["Embargoed", "Already out"]
+
+
+class TestRefresh:
+    """A comment changes an article's page only in its `comment_count`: the stored page is
+    brought up to date by reading that number again, byte for byte what a render gives."""
+
+    async def test_a_comment_refreshes_the_count_in_the_stored_page(
+        self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        article = await make_article(session, await make_user(session))
+        paths = [
+            f"/api/v1/articles/{article.id}",
+            f"/api/v1/articles/by-slug/{article.slug}",
+            f"/api/v1/articles/by-number/{article.number}",
+        ]
+        await warm(client, *paths)
+        before = {path: (await client.get(path)).headers["etag"] for path in paths}
+        posted = await client.post(f"/api/v1/articles/{article.id}/comments", json=COMMENT)
+        assert posted.status_code == 201, posted.text
+        refreshed = {}
+        for path in paths:
+            response = await client.get(path, headers={"If-None-Match": before[path]})
+            assert response.status_code == 200, f"{path}: the old copy was confirmed"
+            assert response.headers["x-cache"] == "REFRESHED", path
+            assert response.json()["comment_count"] == 1
+            assert response.headers["content-length"] == str(len(response.content))
+            refreshed[path] = response
+            again = await client.get(path)
+            assert again.headers["x-cache"] == "HIT", path
+            assert again.content == response.content
+        # What a render from the database gives now, with nothing stored.
+        app.state.cache_store.clear()
+        for path in paths:
+            rendered = await client.get(path)
+            assert rendered.headers["x-cache"] == "MISS", path
+            assert rendered.content == refreshed[path].content, path
+            assert rendered.headers["etag"] == refreshed[path].headers["etag"], path
+            assert rendered.headers["etag"] != before[path]
+            revalidated = await client.get(
+                path, headers={"If-None-Match": rendered.headers["etag"]}
+            )
+            assert revalidated.status_code == 304, path
+
+    async def test_what_is_not_only_a_count_is_rendered_again(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        editor = await make_user(session, role=Role.editor)
+        token = await make_token(session, editor)
+        article = await make_article(session, editor, title="Before")
+        page = f"/api/v1/articles/{article.id}"
+        # A list of one shows one count too, but the rule is for article pages alone; a
+        # page trimmed by `fields` shows no count to refresh.
+        others = [f"{page}/comments", "/api/v1/articles", f"{page}?fields=title,comment_status"]
+        await warm(client, page, *others)
+        assert (await client.post(f"{page}/comments", json=COMMENT)).status_code == 201
+        for path in others:
+            assert (await client.get(path)).headers["x-cache"] == "MISS", path
+        # An edit invalidates the article itself: rendered again, not refreshed.
+        await warm(client, page)
+        changed = await client.patch(page, json={"title": "After"}, headers=bearer(token))
+        assert changed.status_code == 200, changed.text
+        again = {**COMMENT, "content": "and again"}
+        assert (await client.post(f"{page}/comments", json=again)).status_code == 201
+        response = await client.get(page)
+        assert response.headers["x-cache"] == "MISS"
+        assert (response.json()["title"], response.json()["comment_count"]) == ("After", 2)
+
+    async def test_a_page_no_longer_public_is_not_refreshed(
+        self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        article = await make_article(session, await make_user(session))
+        path = f"/api/v1/articles/{article.id}"
+        await warm(client, path)
+        # Unpublished behind the app's back, then a comment counted on another worker.
+        await session.execute(
+            update(Article).where(Article.id == article.id).values(status=ArticleStatus.draft)
+        )
+        await session.commit()
+        other = KeyClock(app.state.settings.cache_generation_file)
+        try:
+            other.invalidate([keys.comments(article.id)])
+        finally:
+            other.close()
+        assert (await client.get(path)).status_code == 404
+
+
+class TestRefreshRules:
+    """The refresh, on a one-route app: when it may patch, and when it must render."""
+
+    PATH = "/api/v1/articles/1"
+
+    @staticmethod
+    def serve(
+        clock: KeyClock, value: Callable[[int], Awaitable[int | None]], **page: Any
+    ) -> tuple[FastAPI, dict[str, Any]]:
+        state: dict[str, Any] = {"renders": 0, "title": "T", "count": 0, "labels": "", **page}
+        api = FastAPI()
+
+        @api.get("/api/v1/articles/{article_id}")
+        async def read(article_id: int) -> Response:
+            state["renders"] += 1
+            body = orjson.dumps(
+                {
+                    "id": article_id,
+                    "title": state["title"],
+                    "comment_count": state["count"],
+                    **state.get("more", {}),
+                }
+            )
+            labels = f"article:{article_id} comments:{article_id} {state['labels']}".strip()
+            etag = state.get("etag") or etag_for(body, 3)
+            return Response(body, headers={"Surrogate-Key": labels, "ETag": etag})
+
+        api.add_middleware(
+            ResponseCacheMiddleware,
+            store=EntryStore(clock, max_bytes=1 << 20, ttl=60),
+            routes=RouteTable(api.routes, ("/api/v1/articles",)),
+            channel=AlwaysUp(),
+            refresher=Refresher("comments:", b'"comment_count":', value, re.compile(r".*/\d+")),
+        )
+        return api, state
+
+    @pytest.fixture
+    def clock(self, tmp_path: Path) -> Iterator[KeyClock]:
+        clock = KeyClock(tmp_path / "clock")
+        yield clock
+        clock.close()
+
+    @staticmethod
+    async def reads(api: FastAPI, count: int) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return [await client.get(TestRefreshRules.PATH) for _ in range(count)]
+
+    async def test_the_number_and_etag_follow_without_a_render(self, clock: KeyClock) -> None:
+        async def value(article_id: int) -> int:
+            return 12
+
+        api, state = self.serve(clock, value, count=7)
+        first, second = await self.reads(api, 2)
+        clock.invalidate(["comments:1"])
+        refreshed, kept = await self.reads(api, 2)
+        assert [r.headers["x-cache"] for r in (first, second, refreshed, kept)] == [
+            "MISS",
+            "HIT",
+            "REFRESHED",
+            "HIT",
+        ]
+        assert refreshed.json() == {"id": 1, "title": "T", "comment_count": 12}
+        assert refreshed.headers["etag"] == etag_for(refreshed.content, 3)
+        assert refreshed.headers["content-length"] == str(len(refreshed.content))
+        assert state["renders"] == 1
+
+    async def test_the_field_inside_a_string_is_not_taken_for_it(self, clock: KeyClock) -> None:
+        async def value(article_id: int) -> int:
+            return 5
+
+        title = 'x","comment_count":1,"y":"'
+        api, _ = self.serve(clock, value, title=title)
+        await self.reads(api, 1)
+        clock.invalidate(["comments:1"])
+        (response,) = await self.reads(api, 1)
+        assert response.headers["x-cache"] == "REFRESHED"
+        assert response.json() == {"id": 1, "title": title, "comment_count": 5}
+
+    async def test_an_edit_landing_during_the_refresh_means_a_render(self, clock: KeyClock) -> None:
+        async def value(article_id: int) -> int:
+            state["title"] = "Edited"
+            clock.invalidate(["article:1"])
+            return 1
+
+        api, state = self.serve(clock, value)
+        await self.reads(api, 1)
+        clock.invalidate(["comments:1"])
+        (response,) = await self.reads(api, 1)
+        assert response.headers["x-cache"] == "MISS"
+        assert response.json()["title"] == "Edited"
+        assert state["renders"] == 2
+
+    async def test_a_comment_landing_during_the_refresh_is_not_stored_over(
+        self, clock: KeyClock
+    ) -> None:
+        async def value(article_id: int) -> int:
+            clock.invalidate(["comments:1"])  # the number read may predate this one
+            return 1
+
+        api, _ = self.serve(clock, value)
+        await self.reads(api, 1)
+        clock.invalidate(["comments:1"])
+        responses = await self.reads(api, 2)
+        assert [r.headers["x-cache"] for r in responses] == ["REFRESHED", "REFRESHED"]
+
+    async def test_when_the_page_cannot_be_patched_it_is_rendered(self, clock: KeyClock) -> None:
+        async def gone(article_id: int) -> None:
+            return None
+
+        async def value(article_id: int) -> int:
+            return 1
+
+        # A key sharing the count's slot: an invalidation of it would look like a comment.
+        twin = next(
+            f"tag:{n}" for n in range(1 << 22) if slot_of(f"tag:{n}") == slot_of("comments:1")
+        )
+        cases = [
+            self.serve(clock, gone),  # the refresher cannot say
+            self.serve(clock, value, etag='"made-by-the-route"'),  # an ETag it cannot follow
+            self.serve(clock, value, labels=twin),
+            self.serve(clock, value, more={"next": {"comment_count": 4}}),  # which one?
+        ]
+        for api, state in cases:
+            await self.reads(api, 1)
+            clock.invalidate(["comments:1"])
+            (response,) = await self.reads(api, 1)
+            assert response.headers["x-cache"] == "MISS", state
+            assert state["renders"] == 2, state
 
 
 class TestByTheClock:

@@ -11,8 +11,9 @@ views render exactly as they render ORM objects.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,7 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.articles.models import (
@@ -42,9 +43,11 @@ from app.articles.models import (
     article_tags,
 )
 from app.articles.queries import is_public
+from app.cache import keys
+from app.cache.store import Refresher
 from app.categories.models import Category
 from app.categories.service import MAX_DEPTH
-from app.core.db import UTCDateTime
+from app.core.db import UTCDateTime, read_with, utcnow
 from app.media.models import Media, article_media
 from app.media.views import SHOWN_COLUMNS, MediaRow
 from app.tags.models import Tag
@@ -205,6 +208,30 @@ _BY = {
     "slug": _DETAIL.where(_a.slug == bindparam("key", type_=String())),
     "number": _DETAIL.where(_a.number == bindparam("key", type_=Integer())),
 }
+
+
+_COUNT = select(_a.comment_count).where(_a.id == bindparam("key", type_=Integer()), is_public(_NOW))
+
+
+async def public_comment_count(db: AsyncConnection, article_id: int, now: datetime) -> int | None:
+    """A public article's approved comments (what its page shows of them), or None."""
+    return (await db.execute(_COUNT, {"key": article_id, "now": now})).scalar()
+
+
+# An article's page, by id, slug or number (not its comments, revisions or other pages).
+_PAGE_PATHS = re.compile(r"/api/v1/articles/(?:\d+|by-slug/[^/]+|by-number/\d+)")
+
+
+def comment_count_refresher(engine: Callable[[], AsyncEngine]) -> Refresher:
+    """An article's page shows its comments only as `comment_count`: a comment refreshes
+    that number in the stored page instead of dropping it. `engine`: the app's read engine,
+    once it exists."""
+
+    async def value(article_id: int) -> int | None:
+        now = utcnow()
+        return await read_with(engine(), lambda db: public_comment_count(db, article_id, now))
+
+    return Refresher(keys.COMMENTS, b'"comment_count":', value, _PAGE_PATHS)
 
 
 async def public_article(

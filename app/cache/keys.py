@@ -46,8 +46,11 @@ def article(article_id: int) -> str:
     return f"article:{article_id}"
 
 
+COMMENTS = "comments:"
+
+
 def comments(article_id: int) -> str:
-    return f"comments:{article_id}"
+    return f"{COMMENTS}{article_id}"
 
 
 def category(category_id: int) -> str:

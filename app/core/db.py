@@ -273,7 +273,11 @@ async def read_only(request: Request, work: Callable[[AsyncConnection], Awaitabl
     trips (each statement sees committed data, as it would in a READ COMMITTED transaction).
     A pooled connection the database has dropped fails on first use; reads are safe to
     repeat, so that happens once, invisibly, on a fresh connection."""
-    engine: AsyncEngine = request.app.state.read_engine
+    return await read_with(request.app.state.read_engine, work)
+
+
+async def read_with(engine: AsyncEngine, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+    """`read_only` on `engine` (the app's `read_engine`), outside any request."""
     for attempt in (1, 2):
         try:
             async with engine.connect() as connection:

@@ -44,6 +44,19 @@ def etag_for(body: bytes, version: int | None = None) -> str:
     return f'"{version}-{digest}"' if version is not None else f'"{digest}"'
 
 
+def retagged(etag: str, old: bytes, new: bytes) -> str | None:
+    """The ETag `etag_for` gives `new` with the version `etag` carries; None when `etag` is
+    not one `etag_for` made from `old` (a route's own validator: the body alone cannot say
+    what it would become)."""
+    digest = body_digest(old)
+    if etag == f'"{digest}"':
+        return etag_for(new)
+    version, _, rest = etag[1:-1].partition("-")
+    if rest == digest and version.isdigit() and etag == etag_for(old, int(version)):
+        return etag_for(new, int(version))
+    return None
+
+
 def _tags(header: str) -> list[str]:
     return [t.strip() for t in header.split(",") if t.strip()]
 
