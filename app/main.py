@@ -46,6 +46,7 @@ from app.core.middleware import (
 from app.core.openapi import problem_content, trimmed_variants
 from app.core.problems import router as problems_router
 from app.core.ratelimit import RateLimiter
+from app.core.refusals import RefusedWritesMiddleware
 from app.core.security import Passwords
 from app.feeds.router import router as feeds_router
 from app.mail.router import router as mail_router
@@ -289,6 +290,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         },
         body_timeout=settings.body_timeout_seconds,
     )
+    if settings.refused_write_limit:
+        app.add_middleware(
+            RefusedWritesMiddleware,
+            limit=settings.refused_write_limit,
+            trusted_proxies=settings.trusted_proxies,
+        )
     app.add_middleware(MetricsMiddleware)
     # Outermost, so even CORS preflights and errors carry the request id and headers.
     app.add_middleware(RequestContextMiddleware, hsts=settings.hsts)

@@ -60,14 +60,14 @@ GROWTH_MAX_COMMENTS = 2_000_000
 PUBLIC = "status IN ('published', 'scheduled') AND published_at <= now()"
 
 
-def _env_number(name: str, default: float) -> float:
+def env_number(name: str, default: float) -> float:
     value = os.environ.get(name, "").strip()
     return float(value) if value else default
 
 
-DURATION = int(_env_number("BENCH_DURATION", 10))
-WARMUP = int(_env_number("BENCH_WARMUP", 3))
-WORKERS = int(_env_number("BENCH_WORKERS", 2))
+DURATION = int(env_number("BENCH_DURATION", 10))
+WARMUP = int(env_number("BENCH_WARMUP", 3))
+WORKERS = int(env_number("BENCH_WORKERS", 2))
 
 
 def say(message: str = "") -> None:
@@ -506,7 +506,7 @@ def _state_hot(database_url: str) -> int | None:
     return None
 
 
-async def _connect(database_url: str) -> Any:
+async def pg_connect(database_url: str) -> Any:
     import asyncpg
 
     return await asyncpg.connect(**_pg_params(database_url))
@@ -515,7 +515,7 @@ async def _connect(database_url: str) -> Any:
 async def article_count(database_url: str) -> int:
     """Articles in the database; -1 when the schema is not there yet."""
     await ensure_pg_database(database_url)
-    conn = await _connect(database_url)
+    conn = await pg_connect(database_url)
     try:
         if not await conn.fetchval("SELECT to_regclass('articles') IS NOT NULL"):
             return -1
@@ -526,7 +526,7 @@ async def article_count(database_url: str) -> int:
 
 async def load_fixtures(database_url: str, seed: int = 5186) -> Fixtures:
     rng = random.Random(seed)
-    conn = await _connect(database_url)
+    conn = await pg_connect(database_url)
     try:
         f = Fixtures()
         f.pg_version = await conn.fetchval("SHOW server_version")
@@ -575,7 +575,7 @@ async def load_fixtures(database_url: str, seed: int = 5186) -> Fixtures:
 
 async def remove_posted_comments(database_url: str, after_id: int) -> int:
     """Undo the POST scenario: its comments go, and the counts they touched are recounted."""
-    conn = await _connect(database_url)
+    conn = await pg_connect(database_url)
     try:
         async with conn.transaction():
             touched = [

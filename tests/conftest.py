@@ -125,6 +125,8 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         # No background outbox polling racing each test's table cleanup; the webhook and
         # mail tests switch it on or drive the worker themselves.
         "webhook_worker": False,
+        # Tests send many refused anonymous writes on purpose; the brake has tests of its own.
+        "refused_write_limit": "",
         # Uploaded files of each app in a folder of their own, never the project's var/media.
         "media_root": Path(tempfile.gettempdir()) / f"newsroom-media-{uuid.uuid4().hex[:12]}",
     }

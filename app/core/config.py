@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from starlette.requests import Request
@@ -168,6 +169,12 @@ class Settings(BaseSettings):
     comment_rate_limit: str = Field(
         "30/hour", description="Posts per client address (limits syntax); empty = unlimited."
     )
+    refused_write_limit: str = Field(
+        "30/10 seconds",
+        description="Anonymous writes a client address may have refused (a redirect or a "
+        "client error) in this window, per worker; past it, its anonymous writes are "
+        "answered 429 before routing until the window ends. Limits syntax; empty = off.",
+    )
     comment_edit_minutes: int = Field(10, ge=1, le=1440)
     comment_ip_retention_days: int = Field(
         30, ge=1, le=3650, description="After this, IP and user agent are erased."
@@ -319,6 +326,17 @@ class Settings(BaseSettings):
     cloudflare_zone_id: str | None = Field(None, max_length=100)
     cloudflare_api_token: SecretStr | None = None
     cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
+
+    @field_validator("refused_write_limit")
+    @classmethod
+    def _limit_syntax(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            try:
+                limits.parse(value)
+            except ValueError as exc:
+                raise ValueError(f"not a limit such as '30/10 seconds': {value!r}") from exc
+        return value
 
     @field_validator("public_base_url")
     @classmethod

@@ -280,8 +280,15 @@ async def read_with(engine: AsyncEngine, work: Callable[[AsyncConnection], Await
     """`read_only` on `engine` (the app's `read_engine`), outside any request."""
     for attempt in (1, 2):
         try:
-            async with engine.connect() as connection:
+            connection = await engine.connect()
+            try:
                 return await work(connection)
+            finally:
+                # Not `async with`: its exit closes in a task of its own, shielded from
+                # cancellation, which costs three turns of the event loop (some 15 ms
+                # under load, more than the statement). Closing an autocommit connection
+                # sends nothing and never suspends, so nothing can cut it short.
+                await connection.close()
         except DBAPIError as exc:
             if attempt == 2 or not exc.connection_invalidated:
                 raise

@@ -108,9 +108,19 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
 
 
-async def _send_problem(send: Send, status: int, type_: str, detail: str) -> None:
-    for message in _problem(status, type_, detail):
-        await send(message)
+async def send_problem(
+    send: Send,
+    status: int,
+    type_: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """A problem+json answer from a pure ASGI middleware (before any route)."""
+    start, body = _problem(status, type_, detail)
+    if headers:
+        start["headers"] = [*start["headers"], *headers]
+    await send(start)
+    await send(body)
 
 
 def _problem(status: int, type_: str, detail: str) -> tuple[Message, Message]:
@@ -168,7 +178,7 @@ class RequestGuardMiddleware:
             return
         query: bytes = scope["query_string"]
         if "\x00" in scope["path"] or b"%00" in query or b"\x00" in query:
-            await _send_problem(
+            await send_problem(
                 send,
                 422,
                 "validation-error",
@@ -194,7 +204,7 @@ class RequestGuardMiddleware:
         has_body = declared not in (None, "0") or "transfer-encoding" in headers
         is_json = media == "application/json" or media.endswith("+json")
         if has_body and is_json and path in self.form_hints:
-            await _send_problem(send, 415, "unsupported-media-type", self.form_hints[path])
+            await send_problem(send, 415, "unsupported-media-type", self.form_hints[path])
             return
         if (
             has_body
@@ -202,7 +212,7 @@ class RequestGuardMiddleware:
             and not path.startswith(self.form_paths)
             and not is_json
         ):
-            await _send_problem(
+            await send_problem(
                 send,
                 415,
                 "unsupported-media-type",
@@ -221,7 +231,7 @@ class RequestGuardMiddleware:
                         return
                     body += message.get("body", b"")
                     if len(body) > limit:
-                        await _send_problem(
+                        await send_problem(
                             send,
                             413,
                             "payload-too-large",
@@ -231,7 +241,7 @@ class RequestGuardMiddleware:
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            await _send_problem(
+            await send_problem(
                 send,
                 408,
                 "request-timeout",

@@ -10,10 +10,15 @@ from app.core.config import app_settings
 def client_ip(request: Request) -> str:
     """The client's address; X-Forwarded-For is believed only from configured proxies."""
     peer = request.client.host if request.client else "unknown"
-    trusted = app_settings(request).trusted_proxies
+    forwarded = request.headers.get("x-forwarded-for", "")
+    return client_address(peer, forwarded, app_settings(request).trusted_proxies)
+
+
+def client_address(peer: str, forwarded: str, trusted: list[str]) -> str:
+    """The address of the client that reached `peer`: `forwarded` (X-Forwarded-For) is
+    believed only from `trusted` proxies, and then its right-most address that is not one
+    of them (the one our first proxy saw)."""
     if peer in trusted or "*" in trusted:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        # The right-most address not set by one of our proxies is the real client.
         for candidate in reversed([p.strip() for p in forwarded.split(",") if p.strip()]):
             if candidate in trusted:
                 continue
