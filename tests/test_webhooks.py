@@ -13,18 +13,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any, Self
 
 import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.articles import service as articles
 from app.articles.models import ArticleStatus
 from app.articles.schemas import ArticleCreate
+from app.cache import keys
+from app.cache.clock import KeyClock
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.security import acting_as
@@ -214,6 +217,83 @@ async def run_worker(app: FastAPI, now: datetime | None = None, **changes: Any) 
 
 def seconds(delta: timedelta) -> float:
     return delta.total_seconds()
+
+
+# --- the active webhooks, remembered ------------------------------------------------------
+
+
+class TestActiveHooksRemembered:
+    """Every approved comment needs the active webhooks: each process reads them once and
+    keeps them until a webhook write, here or elsewhere, invalidates them."""
+
+    @pytest.fixture
+    def settings_overrides(self, tmp_path: Path) -> dict[str, Any]:
+        return {
+            **LOCAL,
+            "response_cache": True,  # the clock that tells processes apart on SQLite too
+            "cache_generation_file": tmp_path / "clock",
+            "comment_moderation": "none",
+            "comment_flood_seconds": 0,
+            "comment_rate_limit": "",
+        }
+
+    async def test_read_once_until_a_webhook_changes(
+        self,
+        app: FastAPI,
+        client: httpx.AsyncClient,
+        session: AsyncSession,
+        admin_token: str,
+        editor: User,
+        receiver: Receiver,
+    ) -> None:
+        article = await make_article(session, editor)
+        reads: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            if "FROM webhooks" in statement and "WHERE webhooks.active" in statement:
+                reads.append(statement)
+
+        event.listen(app.state.engine.sync_engine, "before_cursor_execute", seen)
+        posted = 0
+
+        async def post() -> None:
+            nonlocal posted
+            posted += 1
+            comment = {"author_name": "R", "author_email": "r@example.com", "content": f"c{posted}"}
+            answer = await client.post(f"/api/v1/articles/{article.id}/comments", json=comment)
+            assert answer.status_code == 201, answer.text
+
+        async def told() -> int:
+            return sum(d.event == "comment.approved" for d in await stored(app))
+
+        try:
+            # Read already when the article was published (its event needed them).
+            await post()
+            await post()
+            assert reads == []
+            hook = await register(client, admin_token, receiver.url, ["comment.approved"])
+            await post()
+            assert await told() == 1, "a new webhook hears the next comment"
+            changed = await client.patch(
+                f"{API}/{hook['id']}", json={"active": False}, headers=bearer(admin_token)
+            )
+            assert changed.status_code == 200, changed.text
+            await post()
+            assert await told() == 1, "a disabled webhook hears nothing more"
+            # Switched on by another process (another worker, or an instance whose notice
+            # arrives through the channel): its invalidation reaches this one's clock.
+            await session.execute(update(Webhook).values(active=True))
+            await session.commit()
+            other = KeyClock(app.state.settings.cache_generation_file)
+            try:
+                other.invalidate([keys.WEBHOOKS])
+            finally:
+                other.close()
+            await post()
+            assert await told() == 2
+            assert len(reads) == 3, "read again after each of the three changes only"
+        finally:
+            event.remove(app.state.engine.sync_engine, "before_cursor_execute", seen)
 
 
 # --- registration ------------------------------------------------------------------------

@@ -37,6 +37,9 @@ AUTHORS = "authors"
 # Carried by no response: invalidated by writes to scheduled articles, it wakes the watchers
 # that invalidate lists when a scheduled article's time comes.
 SCHEDULE = "schedule"
+# Carried by no response either: moved by every webhook write, it tells each process that
+# the active webhooks it remembers (read with every approved comment) are out of date.
+WEBHOOKS = "webhooks"
 
 SURROGATE_KEY = "Surrogate-Key"
 CACHE_TAG = "Cache-Tag"

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session, SessionTransaction
 
 from app.cache import keys
-from app.cache.clock import KeyClock
+from app.cache.clock import KeyClock, slot_of
 from app.core.db import utcnow
 from app.outbox.models import Delivery, DeliveryKind, DeliveryStatus
 
@@ -70,6 +70,25 @@ class Publisher:
         self.origin = clock.origin if clock is not None else "-"
         # Called with the keys after each commit (the outbox worker wakes for CDN purges).
         self.after: list[Callable[[set[str]], None]] = []
+        # What this process read from the database and may reuse while a key stays valid:
+        # key -> (the clock before it was read, the value).
+        self.memos: dict[str, tuple[int, Any]] = {}
+
+    def recall(self, name: str) -> Any | None:
+        """The value remembered under key `name`, if nothing invalidated it since."""
+        found = self.memos.get(name)
+        if found is None or self.clock is None:
+            return None
+        since, value = found
+        return value if self.clock.valid((slot_of(name),), since) else None
+
+    def since(self) -> int | None:
+        """The clock to remember a value with, read before the value is."""
+        return self.clock.now() if self.clock is not None else None
+
+    def remember(self, name: str, since: int | None, value: Any) -> None:
+        if since is not None:
+            self.memos[name] = (since, value)
 
     def stage(self, session: Session, names: set[str]) -> None:
         """In the committing transaction: what must travel with it."""

@@ -19,6 +19,8 @@ from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from app.cache import keys
+from app.cache.publish import invalidate
 from app.core.config import Settings, get_settings
 from app.core.db import dialect_of
 from app.outbox.models import DUE, Delivery, DeliveryKind, DeliveryStatus
@@ -206,4 +208,5 @@ async def record(
             .values(active=False, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        invalidate(session, keys.WEBHOOKS)
     return status
