@@ -109,6 +109,20 @@ class TestServing:
             )
         ).status_code == 304
 
+    async def test_a_page_without_a_route_etag_keeps_the_same_one_from_the_cache(
+        self, client: httpx.AsyncClient, session: AsyncSession
+    ) -> None:
+        await make_article(session, await make_user(session))
+        path = "/api/v1/articles?per_page=5&page=1"
+        first = await client.get(path)
+        assert first.headers["x-cache"] == "MISS", first.text
+        again = await client.get("/api/v1/articles?page=1&per_page=5")
+        assert again.headers["x-cache"] == "HIT"
+        assert again.headers["etag"] == first.headers["etag"]
+        assert again.content == first.content
+        revalidated = await client.get(path, headers={"If-None-Match": first.headers["etag"]})
+        assert revalidated.status_code == 304, revalidated.text
+
     async def test_every_cached_route_names_what_it_shows(
         self, app: FastAPI, client: httpx.AsyncClient, session: AsyncSession
     ) -> None:
