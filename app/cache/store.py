@@ -12,9 +12,11 @@ comments only as `comment_count`): a `Refresher` names such keys. An entry inval
 that key alone is brought up to date by reading the number again and writing it into the
 stored bytes (and the ETag), instead of rendering the page again: with readers commenting,
 that is most invalidations, and one indexed read instead of routing, two statements and a
-render. Entries are held in the order they were stored, under a
-bound in bytes: the oldest go first, and expired ones are swept from the front on every
-request and by the app's sweeper, so every entry is gone within the TTL of being stored.
+render.
+
+Entries are held in the order they were stored, under a bound in bytes: the oldest go
+first, and expired ones are swept from the front on every request and by the app's
+sweeper, so every entry is gone within the TTL of being stored.
 While the instance cannot hear other machines' invalidations (`channel`), the cache
 is bypassed.
 """
@@ -306,8 +308,8 @@ class ResponseCacheMiddleware:
             headers = found[0].headers
             if not found[1]:
                 entry = await self._refresh(key, found[0])
-                headers = [h for h in entry.headers if h[0] != _X_CACHE] if entry else []
-                headers.append(_REFRESHED)
+                if entry is not None:
+                    headers = [h for h in entry.headers if h[0] != _X_CACHE] + [_REFRESHED]
             if entry is not None:
                 start = {"type": "http.response.start", "status": entry.status, "headers": headers}
                 await send(start)
