@@ -4,6 +4,7 @@ addresses, filters, visibility, caching, and never an email address."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -21,7 +22,7 @@ from app.articles.models import Article, ArticleStatus
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.feeds import service
-from app.feeds.builders import w3c
+from app.feeds.builders import news_language, w3c
 from app.users.models import User
 from tests.factories import make_article, make_category, make_user
 from tests.support import assert_problem, free_port, running_server
@@ -493,9 +494,8 @@ class TestSitemaps:
         assert first.findtext("news:news/news:publication/news:name", namespaces=NS) == (
             "Example Daily"
         )
-        assert first.findtext("news:news/news:publication/news:language", namespaces=NS) == (
-            "en-GB"
-        )
+        # Google News takes the language alone (en, not en-GB): see test_news_language.
+        assert first.findtext("news:news/news:publication/news:language", namespaces=NS) == ("en")
         published = rfc3339(first.findtext("news:news/news:publication_date", namespaces=NS))
         assert fresh.published_at is not None
         assert abs(published - fresh.published_at) < timedelta(seconds=1)
@@ -599,3 +599,24 @@ class TestDefaultSiteUrl:
                 feed = (await http.get("/feeds/json")).json()
         assert feed["home_page_url"].startswith(f"http://127.0.0.1:{port}")
         assert feed["items"][0]["url"] == f"http://127.0.0.1:{port}/port-story"
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("en", "en"),
+        ("en-GB", "en"),
+        ("ps-AF", "ps"),
+        ("fil", "fil"),
+        ("pt_BR", "pt"),
+        ("zh", "zh"),
+        ("zh-CN", "zh-cn"),
+        ("zh-Hans-SG", "zh-cn"),
+        ("zh-TW", "zh-tw"),
+        ("zh-Hant-HK", "zh-tw"),
+    ],
+)
+def test_news_language(tag: str, expected: str) -> None:
+    """Google News' schema: zh-cn, zh-tw, or two or three lower-case letters."""
+    assert news_language(tag) == expected
+    assert re.fullmatch(r"zh-cn|zh-tw|[a-z]{2,3}", news_language(tag))

@@ -293,6 +293,23 @@ def urlset(settings: Settings, items: list[Located]) -> bytes:
     return _document(root)
 
 
+_SIMPLIFIED = {"cn", "sg", "hans"}
+_TRADITIONAL = {"tw", "hk", "mo", "hant"}
+
+
+def news_language(tag: str) -> str:
+    """`SITE_LANGUAGE` as Google News' schema takes it: an ISO 639 code of two or three
+    letters, or `zh-cn` / `zh-tw` for Simplified and Traditional Chinese (`ps-AF` is `ps`,
+    `en-GB` is `en`, `zh-Hant-HK` is `zh-tw`)."""
+    primary, *rest = tag.strip().lower().replace("_", "-").split("-")
+    if primary == "zh":
+        if _TRADITIONAL.intersection(rest):
+            return "zh-tw"
+        if _SIMPLIFIED.intersection(rest):
+            return "zh-cn"
+    return primary
+
+
 def news_urlset(settings: Settings, items: list[NewsItem]) -> bytes:
     """A Google News sitemap: each URL with its publication, date and title."""
     root = ET.Element(f"{{{SITEMAP_NS}}}urlset")
@@ -300,7 +317,7 @@ def news_urlset(settings: Settings, items: list[NewsItem]) -> bytes:
         news = ET.SubElement(_url(root, settings, item), f"{{{NEWS_NS}}}news")
         publication = ET.SubElement(news, f"{{{NEWS_NS}}}publication")
         _sub(publication, f"{{{NEWS_NS}}}name", settings.site_name)
-        _sub(publication, f"{{{NEWS_NS}}}language", settings.site_language)
+        _sub(publication, f"{{{NEWS_NS}}}language", news_language(settings.site_language))
         _sub(news, f"{{{NEWS_NS}}}publication_date", w3c(item.published_at))
         _sub(news, f"{{{NEWS_NS}}}title", item.title)
     return _document(root)
